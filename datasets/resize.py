@@ -1,0 +1,101 @@
+"""Evaluation/inference pre-processing, defined once.
+
+Training-time evaluation (``training``) and serving (``export``) both call these functions, so the metric a
+run reports is the metric of the model a user deploys. The conventions are PaddleOCR's for PP-OCRv4 so that
+its users' numbers carry over: det images stay BGR, side limited then rounded to a multiple of 32, ImageNet
+mean/std; rec lines are resized to height 48 keeping the aspect ratio, scaled to [-1, 1] and right-padded.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "DET_MEAN", "DET_STD", "det_resize_for_eval", "normalize_det", "det_preprocess",
+    "rec_width_for", "rec_batch_width", "rec_resize_norm", "rec_preprocess_batch",
+]
+
+DET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+DET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+LIMIT_TYPES = ("max", "min", "resize_long")
+
+
+def _det_scale(h: int, w: int, limit_side_len: int, limit_type: str) -> float:
+    if limit_type == "max":
+        return min(1.0, limit_side_len / max(h, w))
+    if limit_type == "min":
+        return max(1.0, limit_side_len / min(h, w))
+    if limit_type == "resize_long":
+        return limit_side_len / max(h, w)
+    raise ValueError(f"limit_type must be one of {LIMIT_TYPES}, got {limit_type!r}")
+
+
+def det_resize_for_eval(
+    image: np.ndarray, limit_side_len: int = 960, limit_type: str = "max"
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Resize so the limited side obeys ``limit_side_len`` and both sides are multiples of 32 (the DB
+    network downsamples by 32). Returns the image and ``(ratio_h, ratio_w)`` = resized / original."""
+    h, w = image.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError(f"cannot resize an empty image of shape {image.shape}")
+    scale = _det_scale(h, w, limit_side_len, limit_type)
+    new_h = max(int(round(int(h * scale) / 32) * 32), 32)
+    new_w = max(int(round(int(w * scale) / 32) * 32), 32)
+    resized = cv2.resize(image, (new_w, new_h)) if (new_h, new_w) != (h, w) else image
+    return resized, (new_h / h, new_w / w)
+
+
+def normalize_det(image: np.ndarray) -> np.ndarray:
+    """HWC uint8 BGR → CHW float32 with ImageNet mean/std (applied in BGR order, as PaddleOCR does)."""
+    out = (image.astype(np.float32) / 255.0 - DET_MEAN) / DET_STD
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def det_preprocess(
+    image: np.ndarray, limit_side_len: int = 960, limit_type: str = "max"
+) -> tuple[np.ndarray, tuple[int, int, float, float]]:
+    """One image → (1×3×H×W float32 tensor data, (src_h, src_w, ratio_h, ratio_w))."""
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    resized, (ratio_h, ratio_w) = det_resize_for_eval(image, limit_side_len, limit_type)
+    return normalize_det(resized)[None], (image.shape[0], image.shape[1], ratio_h, ratio_w)
+
+
+def rec_width_for(image: np.ndarray, height: int = 48, max_width: int | None = None) -> int:
+    """Width a line image gets at ``height`` keeping its aspect ratio (capped at ``max_width``)."""
+    h, w = image.shape[:2]
+    width = int(math.ceil(height * w / max(h, 1)))
+    return max(1, min(width, max_width) if max_width else width)
+
+
+def rec_batch_width(images: Sequence[np.ndarray], height: int = 48, min_width: int = 320,
+                    max_width: int | None = None) -> int:
+    """Padded width for a batch: wide enough for its widest line (PaddleOCR's max_wh_ratio rule), never
+    below ``min_width``, so long lines are not squashed."""
+    ratio = max((im.shape[1] / max(im.shape[0], 1) for im in images), default=min_width / height)
+    width = max(min_width, int(math.ceil(height * ratio)))
+    return min(width, max_width) if max_width else width
+
+
+def rec_resize_norm(image: np.ndarray, height: int = 48, width: int = 320) -> np.ndarray:
+    """Line image → 3×height×width float32 in [-1, 1], aspect kept, right-padded with 0."""
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    resized_w = rec_width_for(image, height, width)
+    resized = cv2.resize(image, (resized_w, height)).astype(np.float32)
+    resized = (resized / 255.0 - 0.5) / 0.5
+    out = np.zeros((3, height, width), dtype=np.float32)
+    out[:, :, :resized_w] = resized.transpose(2, 0, 1)
+    return out
+
+
+def rec_preprocess_batch(images: Sequence[np.ndarray], height: int = 48, min_width: int = 320,
+                         max_width: int | None = None) -> np.ndarray:
+    """Several line images → one N×3×height×W batch at their common padded width."""
+    width = rec_batch_width(images, height, min_width, max_width)
+    return np.stack([rec_resize_norm(im, height, width) for im in images])
