@@ -16,6 +16,10 @@ import os
 import sys
 from pathlib import Path
 
+# Paddle's C++ side logs every executor start at INFO through glog; keep warnings and errors only.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("FLAGS_call_stack_level", "1")
+
 __all__ = ["configure_threads", "inference_config", "ensure_ppocr_on_path"]
 
 
@@ -38,20 +42,30 @@ def configure_threads(num_threads: int | None = None) -> int:
     return num_threads
 
 
+_PPOCR_ROOT: Path | None = None
+
+
 def ensure_ppocr_on_path() -> Path:
     """Put ``unstructured_paddleocr``'s folder on ``sys.path``.
 
     Its modules import each other as top-level ``ppocr.…``; doing it here keeps that quirk in one place.
     """
-    try:
-        import unstructured_paddleocr
-    except ImportError as exc:  # pragma: no cover - exercised only on broken installs
+    global _PPOCR_ROOT
+    if _PPOCR_ROOT is not None:
+        return _PPOCR_ROOT
+    import importlib.util
+
+    # find_spec, not import: the package's own __init__ pulls in its whole app (python-docx, …) that we
+    # neither need nor install.
+    spec = importlib.util.find_spec("unstructured_paddleocr")
+    if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
             "unstructured-paddleocr is not installed; run `bash scripts/setup.sh` (it installs it with --no-deps)"
-        ) from exc
-    root = Path(unstructured_paddleocr.__file__).resolve().parent
+        )
+    root = Path(list(spec.submodule_search_locations)[0]).resolve()
     if str(root) not in sys.path:
         sys.path.append(str(root))
+    _PPOCR_ROOT = root
     return root
 
 
