@@ -1,0 +1,193 @@
+"""A thin wrapper over :class:`mlflow.MlflowClient`: where the registry lives, and retries for transient errors.
+
+Why a wrapper at all: every registry command must talk to the same store that training logged to (the
+project-wide default ``sqlite:///mlflow.db`` unless ``MLFLOW_TRACKING_URI`` says otherwise), and concurrent
+writers on SQLite or a busy ``mlflow server`` produce *transient* failures (``database is locked`` surfaces
+as ``TEMPORARILY_UNAVAILABLE``; a dropped HTTP connection as a ``requests`` error) that a promotion must
+survive instead of leaving the registry half-written. Everything else is passed straight through.
+
+Usage::
+
+    client = RegistryClient()                  # $MLFLOW_TRACKING_URI or sqlite:///mlflow.db
+    mv = client.version_by_alias("ocr-det", "champion")   # None when the alias is not set
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from typing import Any, Callable, TypeVar
+
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "RegistryClient",
+    "RegistryError",
+    "resolve_tracking_uri",
+    "is_transient",
+    "is_not_found",
+    "is_already_exists",
+]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "ABORTED", "DEADLINE_EXCEEDED"}
+_TRANSIENT_TEXT = ("database is locked", "database table is locked", "connection reset", "connection aborted",
+                   "temporarily unavailable", "max retries exceeded")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation failed for a reason the user must fix (message is one line)."""
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else the project default ``sqlite:///mlflow.db``.
+
+    The default is deliberate: MLflow's own default (a ``./mlruns`` folder) is refused by MLflow 3 for the
+    registry, and training logs to ``sqlite:///mlflow.db`` so ``mlflow ui`` shows runs and versions together."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _error_code(exc: BaseException) -> str:
+    return str(getattr(exc, "error_code", "") or "")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying: store busy/locked, rate limits, dropped connections."""
+    if _error_code(exc) in _TRANSIENT_CODES:
+        return True
+    try:
+        import requests
+
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            return True
+    except ImportError:  # pragma: no cover - requests is an mlflow dependency
+        pass
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    text = str(exc).lower()
+    return any(fragment in text for fragment in _TRANSIENT_TEXT)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """True when the store says the entity (model, version, alias, run) does not exist."""
+    return _error_code(exc) == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower()
+
+
+def is_already_exists(exc: BaseException) -> bool:
+    """True when a create failed because the name is taken (the registry's only compare-and-set)."""
+    return _error_code(exc) == "RESOURCE_ALREADY_EXISTS" or "already exists" in str(exc).lower()
+
+
+class RegistryClient:
+    """:class:`mlflow.MlflowClient` bound to one tracking/registry URI, with retried calls.
+
+    Attribute access falls through to the MLflow client, so ``client.search_model_versions(...)`` works;
+    use :meth:`call` (or the helpers below) when a call should be retried on transient errors."""
+
+    def __init__(self, tracking_uri: str | None = None, *, attempts: int = 5, backoff_s: float = 0.3) -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.attempts = max(1, int(attempts))
+        self.backoff_s = float(backoff_s)
+        self.mlflow = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def __getattr__(self, item: str) -> Any:  # only called for names not defined here
+        return getattr(self.mlflow, item)
+
+    def call(self, fn: Callable[..., T] | str, *args: Any, **kwargs: Any) -> T:
+        """Call ``fn`` (a callable or an MlflowClient method name), retrying transient errors with jittered
+        exponential back-off. Non-transient errors are raised unchanged on the first occurrence."""
+        func = getattr(self.mlflow, fn) if isinstance(fn, str) else fn
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return func(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if attempt == self.attempts or not is_transient(exc):
+                    raise
+                delay = self.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())
+                _log.warning("transient registry error (%s), retry %d/%d in %.2fs",
+                             str(exc).splitlines()[0][:200], attempt, self.attempts - 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ small, retried helpers
+    def registered_model(self, name: str):
+        """The registered model, or ``None`` when it does not exist."""
+        try:
+            return self.call("get_registered_model", name)
+        except Exception as exc:  # noqa: BLE001
+            if is_not_found(exc):
+                return None
+            raise
+
+    def ensure_registered_model(self, name: str, description: str | None = None):
+        """Create the registered model if missing (a concurrent creator winning the race is fine)."""
+        model = self.registered_model(name)
+        if model is not None:
+            return model
+        try:
+            return self.call("create_registered_model", name, description=description)
+        except Exception as exc:  # noqa: BLE001
+            if is_already_exists(exc):
+                return self.call("get_registered_model", name)
+            raise
+
+    def version(self, name: str, version: str | int):
+        """One model version; a clear :class:`RegistryError` when it does not exist."""
+        try:
+            return self.call("get_model_version", name, str(version))
+        except Exception as exc:  # noqa: BLE001
+            if is_not_found(exc):
+                raise RegistryError(f"{name} version {version} not found in {self.tracking_uri}") from None
+            raise
+
+    def version_by_alias(self, name: str, alias: str):
+        """The version an alias points at, or ``None`` when the alias (or model) does not exist."""
+        try:
+            return self.call("get_model_version_by_alias", name, alias)
+        except Exception as exc:  # noqa: BLE001
+            if is_not_found(exc) or _error_code(exc) == "INVALID_PARAMETER_VALUE":
+                return None
+            raise
+
+    def resolve_version(self, name: str, ref: str | int):
+        """``ref`` is a version number or ``@alias``; returns the ModelVersion or raises RegistryError."""
+        ref = str(ref)
+        if ref.startswith("@"):
+            mv = self.version_by_alias(name, ref[1:])
+            if mv is None:
+                raise RegistryError(f"{name} has no alias {ref!r}")
+            return mv
+        if not ref.isdigit():
+            raise RegistryError(f"version must be a number or @alias, got {ref!r}")
+        return self.version(name, ref)
+
+    def set_alias(self, name: str, alias: str, version: str | int) -> None:
+        self.call("set_registered_model_alias", name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove an alias; a missing alias is not an error (the end state is what matters)."""
+        try:
+            self.call("delete_registered_model_alias", name, alias)
+        except Exception as exc:  # noqa: BLE001
+            if not is_not_found(exc):
+                raise
+
+    def aliases(self, name: str) -> dict[str, str]:
+        """alias → version for one registered model (empty when the model does not exist)."""
+        model = self.registered_model(name)
+        if model is None:
+            return {}
+        raw = getattr(model, "aliases", None) or {}
+        if isinstance(raw, dict):
+            return {str(k): str(v) for k, v in raw.items()}
+        return {str(a.alias): str(a.version) for a in raw}  # older entity shape
+
+    def versions(self, name: str) -> list:
+        """All versions of a registered model, newest first."""
+        found = self.call("search_model_versions", f"name='{name}'", max_results=10000)
+        return sorted(found, key=lambda mv: int(mv.version), reverse=True)
