@@ -1,0 +1,77 @@
+"""``python -m export det|rec --checkpoint PATH|ppocrv4_mobile --out DIR [--onnx] [--config KEY=VALUE …]``
+
+Writes an inference directory (``inference.pdmodel/.pdiparams``, ``inference.yml``, ``charset.txt`` for rec,
+``parity.json``, and ``model.onnx`` with ``--onnx``). Exit status: 0 exported and parity held; 1 export or parity
+failed (message on stderr, report in DIR/parity.json); 2 usage error.
+
+``--config`` keys: ``post.<DBPostProcess param>`` (det: thresh, box_thresh, unclip_ratio, max_candidates,
+use_dilation, score_mode, box_type), ``pre.limit_side_len``, ``pre.limit_type``, ``model.<key>`` (model config
+override), ``tolerance``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Any, Sequence
+
+from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
+
+__all__ = ["main", "parse_overrides"]
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["post.box_thresh=0.5", "tolerance=1e-4"]`` → ``{"post": {"box_thresh": 0.5}, "": {"tolerance": 1e-4}}``."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {"post": {}, "pre": {}, "model": {}, "": {}}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--config {item!r}: expected KEY=VALUE")
+        group, dot, name = key.partition(".")
+        if not dot:
+            group, name = "", key
+        if group not in out or (group == "" and name != "tolerance"):
+            raise ValueError(f"--config {item!r}: unknown key; use post.*, pre.limit_side_len, pre.limit_type, "
+                             "model.* or tolerance")
+        out[group][name] = yaml.safe_load(raw)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n\n")[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="exit status: 0 exported and parity held; 1 export or parity failed; 2 usage")
+    p.add_argument("task", choices=["det", "rec"])
+    p.add_argument("--checkpoint", required=True, help="checkpoint dir (RUN/checkpoints/best) or ppocrv4_mobile")
+    p.add_argument("--out", required=True, help="output inference directory")
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx and check ONNX Runtime parity")
+    p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (see above)")
+    args = p.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.config)
+    except ValueError as exc:
+        p.error(str(exc))
+    from export.jit_export import DEFAULT_TOLERANCE, ExportError, export_model
+    from export.parity import summary
+
+    pre = overrides["pre"]
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Skip loading for")  # fresh DB-threshold branch: not exported
+            result = export_model(
+                args.task, args.checkpoint, args.out, post_params=overrides["post"] or None,
+                limit_side_len=int(pre.get("limit_side_len", 960)), limit_type=str(pre.get("limit_type", "max")),
+                model_overrides=overrides["model"] or None, onnx=args.onnx,
+                tolerance=float(overrides[""].get("tolerance", DEFAULT_TOLERANCE)))
+    except (ExportError, FileNotFoundError, ValueError) as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported {args.task} ({result.model_cfg.get('arch')}) to {result.out_dir}: {', '.join(result.files)}")
+    print(f"parity ok: {summary(result.parity)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
