@@ -1,0 +1,133 @@
+"""From the ``data`` config to validated samples with a digest — the one door training data comes through.
+
+A split is ``{format, root, ...}``. ``format: synth`` renders the embedded synthetic set on first use into
+``${paths.cache}`` (deterministic by seed, so the cached copy is reused; written to a temp dir and renamed,
+so a killed render never leaves half a dataset). Every split is validated with :mod:`datasets.check`:
+errors refuse the run unless ``data.on_error=skip``, in which case the bad samples are dropped and counted.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from datasets.digest import dataset_digest
+from datasets.formats import read_det, read_rec
+from training.cli import UserError
+
+__all__ = ["SplitData", "load_split", "synth_split_path"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitData:
+    name: str                       # "train" | "eval"
+    format: str
+    path: str
+    samples: list = field(default_factory=list)
+    digest: dict = field(default_factory=dict)
+    num_errors: int = 0
+    num_skipped: int = 0
+
+    def describe(self) -> str:
+        skipped = f", {self.num_skipped} skipped" if self.num_skipped else ""
+        return f"{self.name}: {len(self.samples)} samples from {self.format}:{self.path}{skipped} (digest {self.digest.get('digest', '')[:12]})"
+
+
+def synth_split_path(split: Mapping[str, Any], task: str, cache_dir: str | Path) -> tuple[str, Path]:
+    """Render (once) the synthetic split described by ``split``; returns (format, path) to read it from."""
+    from datasets import synth
+
+    lang, kind, seed, num = split.get("lang", "mixed"), split.get("kind", "scene"), int(split.get("seed", 0)), int(split["num"])
+    shift = bool(split.get("shift", False))
+    width, height = split.get("image_size", [640, 480])
+    lines = task == "rec" and split.get("rec_source", "lines") == "lines"
+    tag = f"{'rec' if lines else 'det'}-{lang}-{kind}{'-shift' if shift else ''}-{width}x{height}-s{seed}-n{num}"
+    out = Path(cache_dir).expanduser() / "synth" / tag
+    if not (out / ".complete").is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{tag}-", dir=out.parent))
+        log.info("rendering synthetic %s split %s", task, tag)
+        if lines:
+            synth.generate_rec_dataset(tmp, num, seed=seed, lang=lang, kind=kind, shift=shift)
+        else:
+            synth.generate_det_dataset(tmp, num, fmt="icdar2015", lang=lang, seed=seed, image_size=(width, height),
+                                       kind=kind, shift=shift)
+        (tmp / ".complete").write_text("ok\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    return ("ppocr-rec", out / "label.txt") if lines else ("icdar2015", out)
+
+
+def _validate_and_read(task: str, fmt: str, path: Path, split: Mapping[str, Any], charset,
+                       rec_width: int | None) -> tuple[list, list, Any]:
+    """Read leniently through :func:`datasets.check.validate` (the same checks as ``python -m datasets.check``)
+    and return (good samples for ``task``, error issues, report)."""
+    from datasets.check import validate
+    from datasets.formats import det_to_rec, get_format
+
+    root = None
+    path_arg: Any = path
+    if fmt.startswith("ppocr"):
+        root = path.parent if path.is_file() else path
+        label_files = split.get("label_files") or []
+        path_arg = [path / lf for lf in label_files] if label_files and path.is_dir() else path
+    report = validate(fmt, path_arg, charset, root=root, rec_width=rec_width, max_text_len=None)
+    good, _bad = report.split()
+    if split.get("ratios") and fmt.startswith("ppocr"):
+        reader = read_det if get_format(fmt).task == "det" else read_rec
+        mixed = reader(fmt, path_arg, root=root, ratios=list(split["ratios"]), issues=[])
+        keep = {str(s.image_path) for s in good}
+        good = [s for s in mixed if str(s.image_path) in keep]
+    if task == "rec" and get_format(fmt).task == "det":
+        good = det_to_rec(good)
+    elif task == "det" and get_format(fmt).task == "rec":
+        raise UserError(f"{fmt} holds text lines; the detector needs one of icdar2015, rctw17, ppocr-det")
+    return good, list(report.errors), report
+
+
+def load_split(name: str, split: Mapping[str, Any], *, task: str, cache_dir: str | Path, on_error: str = "raise",
+               charset=None, rec_width: int | None = None) -> SplitData:
+    """Samples of one split, validated, with their digest."""
+    fmt = split.get("format")
+    if fmt == "synth":
+        fmt, path = synth_split_path(split, task, cache_dir)
+    else:
+        if split.get("root") in (None, "", "???"):
+            raise UserError(f"config error: data.{name}.root must be set for format {fmt}")
+        path = Path(str(split["root"])).expanduser()
+        if not path.exists():
+            raise UserError(f"data.{name}.root={path}: not found")
+    if on_error not in ("raise", "skip"):
+        raise UserError(f"config error: data.on_error must be 'raise' or 'skip', got {on_error!r}")
+    try:
+        samples, errors, _report = _validate_and_read(task, fmt, path, split, charset, rec_width)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(f"data.{name}: {exc}") from None
+    num_skipped = 0
+    if errors:
+        first = errors[0]
+        if on_error == "raise":
+            raise UserError(f"data.{name} ({fmt}:{path}) has {len(errors)} error(s); first: {first}. "
+                            f"Run `python -m datasets.check {fmt} {path}` for the full report, fix them, or set "
+                            "data.on_error=skip to drop the bad samples")
+        num_skipped = len(errors)
+        log.warning("data.%s: %d error(s), bad samples dropped (data.on_error=skip); first: %s", name, num_skipped, first)
+    if task == "rec" and charset is not None:
+        before = len(samples)
+        samples = [s for s in samples if all(charset.contains(ch) for ch in s.text)]
+        if len(samples) < before:
+            dropped = before - len(samples)
+            log.warning("data.%s: %d text line(s) contain characters outside the charset; they are not trained on "
+                        "(extend it with model.charset.extra_chars)", name, dropped)
+            num_skipped += dropped
+    if not samples:
+        raise UserError(f"data.{name} ({fmt}:{path}) has no usable samples")
+    digest = dataset_digest(samples, mode="fast")
+    return SplitData(name, fmt, str(path), samples, digest, num_errors=len(errors), num_skipped=num_skipped)
