@@ -1,0 +1,502 @@
+"""Register an exported inference directory as a new version of ``ocr-det``/``ocr-rec``, with its lineage.
+
+Why each step is here:
+* The directory is logged as a **pyfunc model** (:mod:`registry.pyfunc_model`) with a signature, an input
+  example (a rendered image) and the project's serving code bundled (``code_paths``), so what
+  ``mlflow models serve`` runs is the code the metrics were measured with.
+* The **metrics of record** come from :func:`export.evaluate.evaluate_model` (the exported model through the
+  serving pre/post-processing) when ``eval_data`` is given, or from a metrics dict a caller measured the same
+  way; they are written as ``metric.*`` version tags beside the post-process parameters, the eval data digest
+  and the charset hash — everything the promotion gates compare (:mod:`registry.lineage`).
+* The **training lineage** (train data digest/size, charset, git sha) is read from the source MLflow run's
+  tags when a run id is given; explicit arguments win.
+* **Never half-registered.** All tags are passed to ``create_model_version`` in one call, so a version exists
+  with its full lineage or not at all. Every registration carries a unique ``registration_id`` tag; on any
+  failure after logging started, versions with that id (e.g. one created by a request that timed out but
+  succeeded server-side), the logged model and a run we created are deleted, then the error is re-raised.
+
+Usage::
+
+    result = register_model("det", "exports/det_v2", eval_data="icdar2015:data/eval",
+                            source_run_id=run_id)            # → RegistrationResult(name="ocr-det", version="2")
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+from registry.client import RegistryClient, RegistryError, is_not_found
+from registry.config import RegistryConfig
+from registry import lineage as L
+
+__all__ = ["RegistrationResult", "register_model", "library_versions", "git_sha", "lineage_from_run",
+           "REQUIREMENT_DISTS"]
+
+_log = logging.getLogger(__name__)
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_CODE_PACKAGES = ("datasets", "training", "export", "registry")
+
+#: distributions the served model needs (pinned to the installed versions in the model's requirements)
+REQUIREMENT_DISTS = ("paddlepaddle", "numpy", "opencv-python-headless", "pyclipper", "shapely", "Pillow", "PyYAML",
+                     "mlflow", "pandas", "rapidfuzz")
+#: libraries whose versions are recorded as ``lib.*`` tags
+_LIB_DISTS = ("paddlepaddle", "paddlepaddle-gpu", "paddleslim", "unstructured-paddleocr", "rapidocr-paddle", "mlflow",
+              "numpy", "opencv-python-headless")
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    name: str
+    version: str
+    model_uri: str               # models:/<name>/<version>
+    run_id: str
+    model_id: str | None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------- provenance
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that shape a model's numbers."""
+    out = {}
+    for dist in _LIB_DISTS:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    out["python"] = sys.version.split()[0]
+    return out
+
+
+def git_sha() -> str:
+    """HEAD of the project checkout (``+dirty`` when tracked files changed), ``unknown`` outside git."""
+    def run(*args: str) -> str | None:
+        try:
+            res = subprocess.run(["git", *args], cwd=_PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return res.stdout.strip() if res.returncode == 0 else None
+
+    sha = run("rev-parse", "HEAD")
+    if not sha:
+        return "unknown"
+    dirty = run("status", "--porcelain", "--untracked-files=no")
+    return f"{sha}+dirty" if dirty else sha
+
+
+def _first(tags: Mapping[str, str], keys: tuple[str, ...], pattern: str | None = None) -> str | None:
+    for key in keys:
+        if tags.get(key):
+            return tags[key]
+    if pattern:
+        for key in sorted(tags):
+            if re.fullmatch(pattern, key) and tags[key]:
+                return tags[key]
+    return None
+
+
+def lineage_from_run(client: RegistryClient, run_id: str) -> dict[str, str]:
+    """Lineage tags read from a training run (:mod:`training.tracking` writes ``data.<context>.<name>.digest``,
+    ``charset.sha256``, ``git.sha`` and dataset inputs whose profile holds ``num_samples``)."""
+    try:
+        run = client.call("get_run", run_id)
+    except Exception as exc:  # noqa: BLE001
+        if is_not_found(exc):
+            raise RegistryError(f"source run {run_id} not found in {client.tracking_uri}") from None
+        raise
+    tags = dict(run.data.tags)
+    out: dict[str, str] = {}
+    train = _first(tags, (L.TAG_TRAIN_DIGEST,), r"data\.train(ing)?\.[^.]+\.digest")
+    evald = _first(tags, (L.TAG_EVAL_DIGEST,), r"data\.(eval|evaluation|validation)\.[^.]+\.digest")
+    if train:
+        out[L.TAG_TRAIN_DIGEST] = train
+    if evald:
+        out["run." + L.TAG_EVAL_DIGEST] = evald  # the training-time eval set; the registry's own comes from eval
+    size = _first(tags, (L.TAG_TRAIN_SIZE, "data.train.num_samples", "data.train.size"))
+    if size is None:
+        for ds_input in getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []:
+            context = {t.key: t.value for t in ds_input.tags}.get("mlflow.data.context", "")
+            if context in ("training", "train"):
+                try:
+                    size = str(json.loads(ds_input.dataset.profile or "{}").get("num_samples"))
+                except (json.JSONDecodeError, AttributeError):
+                    pass
+                break
+    if size and size != "None":
+        out[L.TAG_TRAIN_SIZE] = size
+    for src, dst in (("charset.sha256", L.TAG_CHARSET), ("git.sha", L.TAG_GIT_SHA)):
+        if tags.get(src):
+            out[dst] = tags[src]
+    return out
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _check_inference_dir(task: str, model_dir: Path) -> None:
+    for fname in ("inference.pdmodel", "inference.pdiparams"):
+        if not (model_dir / fname).is_file():
+            raise RegistryError(f"{model_dir}: not an inference directory ({fname} missing); "
+                                f"create one with `python -m export {task} --checkpoint … --out DIR`")
+    from export.inference_yml import read_inference_yml
+
+    try:
+        read_inference_yml(model_dir, task)
+    except Exception as exc:  # noqa: BLE001 - InferenceYmlError: wrong task, bad yaml
+        raise RegistryError(str(exc)) from None
+
+
+def _charset_sha(rec_dir: Path | None) -> str | None:
+    if rec_dir is None:
+        return None
+    from datasets.charset import Charset
+    from export.inference_yml import read_charset
+
+    charset = read_charset(rec_dir) or Charset.default()
+    return charset.sha256
+
+
+def _quantized(model_dir: Path) -> bool:
+    """True when the export says it is an INT8 model (``inference.yml`` own section or ``parity.json``)."""
+    from export.inference_yml import OWN_SECTION
+
+    try:
+        import yaml
+
+        doc = yaml.safe_load((model_dir / "inference.yml").read_text(encoding="utf-8")) or {}
+        own = doc.get(OWN_SECTION) or {}
+        for key in ("quantized", "int8"):
+            if key in own:
+                return bool(own[key]) and str(own[key]).lower() not in ("no", "false", "none", "fp32")
+        quant = own.get("quant") or own.get("quantization")
+        if quant:
+            return str(quant).lower() not in ("none", "fp32", "false", "no")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return False
+
+
+# ------------------------------------------------------------------------------------------- metrics
+def _metrics_of_record(task: str, model_dir: Path, metrics: Mapping[str, Any] | None,
+                       eval_data: str | None, eval_opts: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``{"metrics": {...}, "postprocess": {...}, "eval_digest", "eval_size"}`` from export.evaluate or given."""
+    if metrics is None and eval_data is None:
+        raise RegistryError("metrics of record are required: pass --eval-data FORMAT:PATH (evaluated through "
+                            "export.evaluate) or --metrics FILE.json")
+    if metrics is None:
+        try:
+            from export.evaluate import evaluate_model
+        except ImportError as exc:
+            raise RegistryError(f"export.evaluate is not available ({exc}); pass --metrics FILE.json") from None
+        metrics = evaluate_model(task, str(model_dir), eval_data, **dict(eval_opts or {}))
+    raw = dict(metrics)
+    post = raw.pop("postprocess", None) or raw.pop("post_process", None) or raw.pop("params", None) or {}
+    digest = raw.pop("data_digest", None) or raw.pop("eval_digest", None) or raw.pop("digest", None)
+    if isinstance(digest, Mapping):  # datasets.digest.dataset_digest() result
+        raw.setdefault("num_images", digest.get("num_images"))
+        digest = digest.get("digest")
+    size = raw.pop("eval_size", None) or raw.get("num_images") or raw.get("num_samples")
+    if "latency_ms" not in raw:
+        for key in ("median_latency_ms", "latency_ms_median", "latency_median_ms"):
+            if key in raw:
+                raw[L.LATENCY_METRIC] = raw[key]
+                break
+    numbers = {k: float(v) for k, v in raw.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    main = L.MAIN_METRIC[task]
+    if main not in numbers:
+        raise RegistryError(f"metrics of record lack {main!r} (got {sorted(numbers)})")
+    if digest is None and eval_data:
+        from datasets.digest import dataset_digest
+
+        info = dataset_digest(eval_data)
+        digest, size = info["digest"], size or info["num_images"]
+    return {"metrics": numbers, "postprocess": dict(post), "eval_digest": digest, "eval_size": size}
+
+
+# ------------------------------------------------------------------------------------------- artifacts
+def _bundled_rec(task: str, rec_dir: str | Path | None, cfg: RegistryConfig, client: RegistryClient,
+                 tmp: Path) -> tuple[Path | None, str | None]:
+    """(rec directory to bundle with a det version, description) per ``det_bundle_rec``."""
+    if task != "det":
+        return None, None
+    choice = str(rec_dir) if rec_dir is not None else cfg.det_bundle_rec
+    if choice in (None, "", "none", "null"):
+        return None, None
+    if choice == "pretrained":
+        from export.pretrained import pretrained_model_dir
+
+        return pretrained_model_dir("rec"), "pretrained:PP-OCRv4-mobile-rec (rapidocr-paddle)"
+    if choice == "champion":
+        import mlflow.artifacts
+
+        name = cfg.name_for("rec")
+        mv = client.version_by_alias(name, cfg.champion)
+        if mv is None:
+            raise RegistryError(f"det_bundle_rec=champion but {name} has no {cfg.champion}")
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}",
+                                                         dst_path=str(tmp / "rec_champion"),
+                                                         tracking_uri=client.tracking_uri))
+        return local / "artifacts" / "rec", f"{name} v{mv.version}"
+    path = Path(choice)
+    if not (path / "inference.pdmodel").is_file():
+        raise RegistryError(f"{path}: rec directory to bundle has no inference.pdmodel")
+    return path, str(path)
+
+
+def _stage_code(tmp: Path) -> list[str]:
+    """Copies of the project packages (``.py`` only) for ``code_paths``."""
+    paths = []
+    for package in _CODE_PACKAGES:
+        src = _PROJECT_ROOT / package
+        if not src.is_dir():
+            continue
+        dst = tmp / "code" / package
+        for file in src.rglob("*.py"):
+            if "__pycache__" in file.parts:
+                continue
+            target = dst / file.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, target)
+        paths.append(str(dst))
+    return paths
+
+
+def _input_example(task: str) -> Any:
+    """A rendered image as base64 PNG: a short invoice page for det, one line for rec."""
+    import cv2
+    import pandas as pd
+
+    from export.samples import render_line, render_page
+
+    if task == "det":
+        image, _ = render_page(["发票 No.12345", "Total 88.00"], font_size=28, width=360, margin=20, spacing=16)
+    else:
+        image = render_line("金额合计 88.00", height=48)
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:  # pragma: no cover
+        raise RegistryError("could not encode the input example")
+    return pd.DataFrame({"image": [base64.b64encode(buf.tobytes()).decode("ascii")]})
+
+
+def _requirements() -> list[str]:
+    reqs = []
+    for dist in REQUIREMENT_DISTS:
+        try:
+            reqs.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return reqs
+
+
+def _str_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in tags.items():
+        if value is None:
+            continue
+        out[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True) \
+            if isinstance(value, (dict, list)) else str(value)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- registration
+def register_model(task: str, model_dir: str | Path, *, name: str | None = None,
+                   metrics: Mapping[str, Any] | None = None, eval_data: str | None = None,
+                   eval_opts: Mapping[str, Any] | None = None, source_run_id: str | None = None,
+                   train_digest: str | None = None, train_size: int | None = None,
+                   eval_digest: str | None = None, fp32_parent_version: str | int | None = None,
+                   quantized: bool | None = None, rec_dir: str | Path | None = None,
+                   description: str | None = None, extra_tags: Mapping[str, Any] | None = None,
+                   cfg: RegistryConfig | None = None, client: RegistryClient | None = None,
+                   _fail_after_create: bool = False) -> RegistrationResult:
+    """Log ``model_dir`` as a pyfunc model and create a new version of ``name`` (default per task).
+
+    ``rec_dir`` (det only) overrides ``cfg.det_bundle_rec``: the recogniser bundled into the served pipeline.
+    ``_fail_after_create`` exists for the clean-up test only."""
+    if task not in L.TASKS:
+        raise RegistryError(f"task must be det or rec, got {task!r}")
+    cfg = cfg or RegistryConfig()
+    client = client or RegistryClient(cfg.tracking_uri, attempts=cfg.retries.attempts, backoff_s=cfg.retries.backoff_s)
+    name = name or cfg.name_for(task)
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise RegistryError(f"{model_dir}: model directory not found")
+    _check_inference_dir(task, model_dir)
+    record = _metrics_of_record(task, model_dir, metrics, eval_data, eval_opts)
+    if fp32_parent_version is not None:
+        client.version(name, fp32_parent_version)  # must exist
+    run_lineage = lineage_from_run(client, source_run_id) if source_run_id else {}
+    registration_id = uuid.uuid4().hex
+    is_quantized = _quantized(model_dir) if quantized is None else bool(quantized)
+
+    with tempfile.TemporaryDirectory(prefix="registry-") as tmp_str:
+        tmp = Path(tmp_str)
+        bundle_dir, bundle_desc = _bundled_rec(task, rec_dir, cfg, client, tmp)
+        rec_for_charset = model_dir if task == "rec" else bundle_dir
+        tags: dict[str, Any] = {
+            L.TAG_TASK: task,
+            **{k: v for k, v in run_lineage.items()},
+            L.TAG_EVAL_DIGEST: eval_digest or record["eval_digest"],
+            L.TAG_EVAL_SIZE: record["eval_size"],
+            L.TAG_EVAL_SPEC: eval_data,
+            L.TAG_CHARSET: _charset_sha(rec_for_charset) or run_lineage.get(L.TAG_CHARSET),
+            L.TAG_POSTPROCESS: record["postprocess"],
+            L.TAG_QUANTIZED: "yes" if is_quantized else "no",
+            L.TAG_FP32_PARENT: None if fp32_parent_version is None else str(fp32_parent_version),
+            L.TAG_GIT_SHA: run_lineage.get(L.TAG_GIT_SHA) or git_sha(),
+            "registry.git_sha": git_sha(),
+            L.TAG_SOURCE_RUN: source_run_id,
+            L.TAG_MODEL_BYTES: _dir_bytes(model_dir),
+            L.TAG_REC_BUNDLE: bundle_desc,
+            L.TAG_REGISTRATION_ID: registration_id,
+            **{f"{L.METRIC_PREFIX}{k}": f"{v:.6g}" for k, v in record["metrics"].items()},
+            **{f"{L.LIB_PREFIX}{k}": v for k, v in library_versions().items()},
+        }
+        if train_digest:
+            tags[L.TAG_TRAIN_DIGEST] = train_digest
+        if train_size is not None:
+            tags[L.TAG_TRAIN_SIZE] = int(train_size)
+        if is_quantized and fp32_parent_version is None:
+            _log.warning("registering an INT8 model without --fp32-parent: its lineage to the FP32 version is lost")
+        tags.update(extra_tags or {})
+        tags = _str_tags(tags)
+
+        artifacts = {"det" if task == "det" else "rec": str(model_dir)}
+        if bundle_dir is not None:
+            artifacts["rec"] = str(bundle_dir)
+        from registry.pyfunc_model import DEFAULT_MODEL_CONFIG
+
+        model_config = {**DEFAULT_MODEL_CONFIG, "task": task, "registered_model": name,
+                        "challenger_alias": cfg.challenger, "canary_fraction": float(cfg.canary_fraction)}
+        return _log_and_register(client, task, name, model_dir, artifacts, model_config, tags, source_run_id,
+                                 registration_id, description, tmp, _fail_after_create)
+
+
+def _log_and_register(client: RegistryClient, task: str, name: str, model_dir: Path, artifacts: dict[str, str],
+                      model_config: dict[str, Any], tags: dict[str, str], source_run_id: str | None,
+                      registration_id: str, description: str | None, tmp: Path,
+                      fail_after_create: bool) -> RegistrationResult:
+    import mlflow
+    from mlflow.models import Model
+
+    from registry.pyfunc_model import model_signature
+
+    example = _input_example(task)
+    _validate_example(artifacts, model_config, example)  # before anything is written: nothing to clean up
+    experiment = f"ocr-{task}"
+    created_run = source_run_id is None
+    run_id: str | None = source_run_id
+    model_id: str | None = None
+    previous_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_registry_uri(client.tracking_uri)
+    try:
+        if created_run:
+            exp = client.call("get_experiment_by_name", experiment)
+            exp_id = exp.experiment_id if exp is not None else _create_experiment(client, experiment)
+            run = client.call("create_run", exp_id, run_name=f"register-{model_dir.name}",
+                              tags={"registry.registration_id": registration_id, "mlflow.note.content":
+                                    f"Registration of {model_dir} (no training run given)"})
+            run_id = run.info.run_id
+        # The logged model is created here (in the run's experiment; MLflow would pick the *active* experiment)
+        # so its id is known before any upload and clean-up can always find it.
+        run_exp = client.call("get_run", run_id).info.experiment_id
+        logged = client.call("create_logged_model", run_exp, name=f"{task}-model", source_run_id=run_id,
+                             tags={"registry.registration_id": registration_id, "registry.model": name})
+        model_id = logged.model_id
+        # Model.log with run_id (not mlflow.start_run): a training run that is still open stays RUNNING.
+        # MLflow also loads the model once to validate the input example (warn-only); _validate_example above
+        # is the check that aborts.
+        Model.log(
+            artifact_path=None, name=f"{task}-model", flavor=mlflow.pyfunc, run_id=run_id,
+            python_model=str(Path(__file__).with_name("pyfunc_entry.py")), artifacts=artifacts, code_paths=_stage_code(tmp),
+            signature=model_signature(task), input_example=example, pip_requirements=_requirements(),
+            model_config=model_config, model_id=model_id)
+        client.ensure_registered_model(name, description=f"OCR {task} models (managed by `python -m registry`)")
+        mv = client.call("create_model_version", name, f"models:/{model_id}", run_id=run_id, tags=tags,
+                         description=description, model_id=model_id)
+        if fail_after_create:
+            raise RuntimeError("injected failure after create_model_version (test)")
+        _link_logged_model(client, model_id, name, str(mv.version))
+        if created_run:
+            client.call("set_terminated", run_id, "FINISHED")
+        return RegistrationResult(name, str(mv.version), f"models:/{name}/{mv.version}", run_id, model_id, tags)
+    except BaseException:
+        _cleanup(client, name, registration_id, model_id, run_id, created_run)
+        raise
+    finally:
+        mlflow.set_tracking_uri(previous_uris[0])
+        mlflow.set_registry_uri(previous_uris[1])
+
+
+def _validate_example(artifacts: dict[str, str], model_config: dict[str, Any], example: Any) -> None:
+    """Load the pyfunc from the directories about to be logged and predict the input example: a model that
+    cannot answer its own example must not become a version."""
+    from types import SimpleNamespace
+
+    from registry.pyfunc_model import OCRPyfuncModel
+
+    model = OCRPyfuncModel()
+    config = {**model_config, "resolve_identity": False, "role": "validation"}  # no canary, no request log
+    try:
+        model.load_context(SimpleNamespace(artifacts=artifacts, model_config=config))
+        answers = model.predict(None, example)
+    except Exception as exc:  # noqa: BLE001
+        raise RegistryError(f"the model cannot serve its input example: {type(exc).__name__}: {exc}") from exc
+    bad = [a for a in answers if "error" in a]
+    if len(answers) != 1 or bad:
+        raise RegistryError(f"the model cannot serve its input example: {bad or answers}")
+
+
+def _create_experiment(client: RegistryClient, name: str) -> str:
+    try:
+        return client.call("create_experiment", name)
+    except Exception:  # noqa: BLE001 - created concurrently
+        exp = client.call("get_experiment_by_name", name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _link_logged_model(client: RegistryClient, model_id: str, name: str, version: str) -> None:
+    """Record the version on the logged model (what ``mlflow.register_model`` does) so the UI links both ways."""
+    try:
+        client.call("set_logged_model_tags", model_id,
+                    {"mlflow.modelVersions": json.dumps([{"name": name, "version": version}])})
+    except Exception as exc:  # noqa: BLE001 - cosmetic link only
+        _log.warning("could not link logged model %s to %s v%s: %s", model_id, name, version, exc)
+
+
+def _cleanup(client: RegistryClient, name: str, registration_id: str, model_id: str | None,
+             run_id: str | None, created_run: bool) -> None:
+    """Remove every trace of a failed registration (best effort, each step independent)."""
+    created_run_id = run_id if created_run else None
+    try:
+        for mv in client.call("search_model_versions", f"name='{name}'"):
+            if (mv.tags or {}).get(L.TAG_REGISTRATION_ID) == registration_id:
+                client.call("delete_model_version", name, str(mv.version))
+                _log.warning("removed half-registered %s v%s", name, mv.version)
+    except Exception as exc:  # noqa: BLE001
+        if not is_not_found(exc):
+            _log.error("clean-up of %s (registration %s) failed: %s", name, registration_id, exc)
+    if model_id:
+        try:
+            client.call("delete_logged_model", model_id)
+        except Exception as exc:  # noqa: BLE001
+            _log.error("could not delete logged model %s: %s", model_id, exc)
+    if created_run_id:
+        try:
+            client.call("delete_run", created_run_id)
+        except Exception as exc:  # noqa: BLE001
+            _log.error("could not delete run %s: %s", created_run_id, exc)
