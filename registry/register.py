@@ -188,6 +188,22 @@ def _quantized(model_dir: Path) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- metrics
+#: numeric fields of an evaluation result that describe the run, not the model
+_NOT_METRICS = {"num_images", "num_samples", "num_instances", "iou_thresh", "eval_size", "max_samples"}
+
+
+def _eval_digest(task: str, eval_data: str, root: str | None, max_samples: int | None) -> tuple[str, int]:
+    """Digest of the eval set exactly as export.evaluate reads it (same reader, same ``root``)."""
+    from datasets.digest import dataset_digest
+    from datasets.formats import parse_data_spec, read_det, read_rec
+
+    spec = parse_data_spec(eval_data)
+    reader = read_det if task == "det" else read_rec
+    samples = reader(spec.format, spec.path, root=root)[: max_samples or None]
+    info = dataset_digest(samples)
+    return info["digest"], len(samples)
+
+
 def _metrics_of_record(task: str, model_dir: Path, metrics: Mapping[str, Any] | None,
                        eval_data: str | None, eval_opts: Mapping[str, Any] | None) -> dict[str, Any]:
     """``{"metrics": {...}, "postprocess": {...}, "eval_digest", "eval_size"}`` from export.evaluate or given."""
@@ -213,15 +229,14 @@ def _metrics_of_record(task: str, model_dir: Path, metrics: Mapping[str, Any] | 
                 raw[L.LATENCY_METRIC] = raw[key]
                 break
     numbers = {k: float(v) for k, v in raw.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _NOT_METRICS}
     main = L.MAIN_METRIC[task]
     if main not in numbers:
         raise RegistryError(f"metrics of record lack {main!r} (got {sorted(numbers)})")
     if digest is None and eval_data:
-        from datasets.digest import dataset_digest
-
-        info = dataset_digest(eval_data)
-        digest, size = info["digest"], size or info["num_images"]
+        opts = dict(eval_opts or {})
+        digest, counted = _eval_digest(task, eval_data, opts.get("root"), opts.get("max_samples"))
+        size = size or counted
     return {"metrics": numbers, "postprocess": dict(post), "eval_digest": digest, "eval_size": size}
 
 
