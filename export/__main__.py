@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.filterwarnings("ignore", message="Skip loading for")  # fresh DB-threshold branch: not exported
             result = export_model(
                 args.task, args.checkpoint, args.out, post_params=overrides["post"] or None,
-                limit_side_len=int(pre.get("limit_side_len", 960)), limit_type=str(pre.get("limit_type", "max")),
+                limit_side_len=pre.get("limit_side_len"), limit_type=pre.get("limit_type"),
                 model_overrides=overrides["model"] or None, onnx=args.onnx,
                 tolerance=float(overrides[""].get("tolerance", DEFAULT_TOLERANCE)))
     except (ExportError, FileNotFoundError, ValueError) as exc:

