@@ -6,7 +6,6 @@ import training  # noqa: F401  -- start-up fix before paddle
 
 import json
 import math
-import os
 import random
 import subprocess
 import sys

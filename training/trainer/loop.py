@@ -599,7 +599,6 @@ class Trainer:
                    f"good checkpoint is {latest.resolve() if latest else 'none (no checkpoint was written yet)'}. "
                    "Lower optim.lr, check the batch's labels, or enable optim.grad_clip.")
         log.error(message)
-        self.last_metrics = dict(self.last_metrics)
         raise NonFiniteLossError(message, step=int(bad["step"]) if bad else self.step + 1, losses=losses,
                                  checkpoint=latest.resolve() if latest else None)
 
