@@ -338,6 +338,17 @@ def _cmd_compare(args, cfg, client) -> int:
     return EXIT_OK
 
 
+def _quiet_mlflow() -> None:
+    """MLflow logs INFO lines (table creation, example validation) and progress bars on stderr; a command's
+    stderr is kept for its one-line error or refusal."""
+    import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 _COMMANDS = {"register": _cmd_register, "list": _cmd_list, "show": _cmd_show, "promote": _cmd_promote,
              "rollback": _cmd_rollback, "history": _cmd_history, "compare": _cmd_compare}
 
@@ -345,6 +356,7 @@ _COMMANDS = {"register": _cmd_register, "list": _cmd_list, "show": _cmd_show, "p
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (0 ok, 1 error, 2 refused)."""
     args = build_parser().parse_args(argv)
+    _quiet_mlflow()
     from registry.client import RegistryClient, RegistryError
     from registry.config import load_config
     from registry.lock import LockLost

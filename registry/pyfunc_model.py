@@ -192,8 +192,9 @@ def _resolve_identity(name: str, model_id: str | None) -> dict[str, Any]:
         client = MlflowClient()
         for mv in client.search_model_versions(f"name='{name}'"):
             if getattr(mv, "model_id", None) == model_id or model_id in str(getattr(mv, "source", "")):
-                identity["version"] = str(mv.version)
-                identity["aliases"] = sorted(getattr(mv, "aliases", None) or [])
+                full = client.get_model_version(name, str(mv.version))  # search results carry no aliases
+                identity["version"] = str(full.version)
+                identity["aliases"] = sorted(getattr(full, "aliases", None) or [])
                 break
     except Exception as exc:  # noqa: BLE001
         _log.warning("could not resolve the registered version of %s: %s", name, exc)

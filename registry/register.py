@@ -121,7 +121,7 @@ def lineage_from_run(client: RegistryClient, run_id: str) -> dict[str, str]:
     if train:
         out[L.TAG_TRAIN_DIGEST] = train
     if evald:
-        out["run." + L.TAG_EVAL_DIGEST] = evald  # the training-time eval set; the registry's own comes from eval
+        out["data.val.digest"] = evald  # training-time validation set; the registry eval digest is separate
     size = _first(tags, (L.TAG_TRAIN_SIZE, "data.train.num_samples", "data.train.size"))
     if size is None:
         for ds_input in getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []:
