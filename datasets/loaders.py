@@ -348,6 +348,12 @@ class SeededBatchSampler:
         """Select the epoch's order; ``start_batch`` skips this rank's first batches (mid-epoch resume)."""
         self.epoch, self.start_batch = int(epoch), int(start_batch)
 
+    def skip(self, num_batches: int) -> None:
+        """Skip this rank's first ``num_batches`` of the current epoch (the trainer's resume hook)."""
+        if num_batches < 0:
+            raise ValueError("num_batches must be >= 0")
+        self.start_batch = int(num_batches)
+
     def _order(self, rng: np.random.Generator) -> list[list[int]]:
         order = rng.permutation(self.num_samples) if self.shuffle else np.arange(self.num_samples)
         return [order[i:i + self.batch_size].tolist() for i in range(0, self.num_samples, self.batch_size)]

@@ -442,6 +442,9 @@ class Trainer:
         target = sampler if hasattr(sampler, "set_epoch") else self.train_loader
         if hasattr(target, "set_epoch"):
             target.set_epoch(self.epoch)
+            dataset = getattr(self.train_loader, "dataset", None)
+            if hasattr(dataset, "set_epoch"):  # per-epoch augmentation seeds (datasets.loaders)
+                dataset.set_epoch(self.epoch)
         elif "no_set_epoch" not in self._warned:
             self._warned.add("no_set_epoch")
             log.warning("the train loader has no set_epoch(); a resumed run may see a different data order")
