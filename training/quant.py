@@ -272,9 +272,9 @@ def is_qat_state_dict(state: Mapping[str, Any]) -> bool:
 
 def _slim_version() -> str:
     try:
-        import paddleslim
+        from importlib.metadata import version
 
-        return str(paddleslim.__version__)
+        return version("paddleslim")
     except Exception:  # noqa: BLE001 -- version is informative only
         return "unknown"
 

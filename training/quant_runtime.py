@@ -18,6 +18,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -107,8 +108,9 @@ class Int8Engine:
             mkldnn_cache = getattr(runtime_opts, "mkldnn_cache", mkldnn_cache)
         self.model_dir = Path(model_dir)
         self.options = Int8RuntimeOptions(num_threads=num_threads, mkldnn_cache=mkldnn_cache)
-        self._predictor = inference.create_predictor(
-            int8_inference_config(self.model_dir, num_threads, mkldnn_cache=mkldnn_cache))
+        with _stdout_silenced():  # the INT8 passes print a 30-line summary to stdout (C++ std::cout)
+            self._predictor = inference.create_predictor(
+                int8_inference_config(self.model_dir, num_threads, mkldnn_cache=mkldnn_cache))
         self.input_names = list(self._predictor.get_input_names())
         self.output_names = list(self._predictor.get_output_names())
         if len(self.input_names) != 1:
@@ -124,6 +126,26 @@ class Int8Engine:
         outputs = [out.copy_to_cpu() for out in self._outputs]
         self._predictor.try_shrink_memory()
         return outputs
+
+
+@contextlib.contextmanager
+def _stdout_silenced():
+    """Redirect file descriptor 1 to /dev/null (C++ prints bypass ``sys.stdout``); the CLIs' last stdout line is
+    JSON, so the INT8 pass summary must not land there. Errors still raise and go to stderr."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no real fd 1 (e.g. some test runners): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def model_size_bytes(model_dir: str | os.PathLike) -> dict[str, int]:

@@ -276,6 +276,8 @@ def load_pretrained(model, source: str | Path | None, model_cfg: Mapping[str, An
     if head_pending:
         report.head = _resolve_head(head_pending, state, new_state, model_cfg, charset, source_charset, display)
         report.loaded.extend(k for k in head_pending if k in new_state)
+    for key in state:  # tensors not taken from the source keep their fresh values (and paddle stays quiet)
+        new_state.setdefault(key, state[key].numpy())
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in new_state.items()})
     log.info(report.summary())
     return report
