@@ -15,8 +15,9 @@ What a version serves (decided here, documented in the README section of :mod:`r
   load time) keeps a det version immutable: promoting a rec model never changes what a det version serves.
 * ``ocr-rec`` versions run the recogniser on **line images** (one text line per image).
 
-Input: a DataFrame with an ``image`` column (or a list/str) of base64-encoded image bytes (``data:`` URIs
-accepted) or file paths readable by the server. Output: one JSON object per image::
+Input: a DataFrame with an ``image`` column, or ``{"image": [...]}`` (the signature's one string column; over
+HTTP ``{"dataframe_records": [{"image": ...}]}``), of base64-encoded image bytes (``data:`` URIs accepted) or
+file paths readable by the server. Output: one JSON object per image::
 
     {"image": "#0", "results": [{"points": [[x, y]×4], "text": str, "score": float}, …],  # det
      "model": {"name": "ocr-det", "version": "3", "aliases": ["champion"], "route": "primary"},
