@@ -148,11 +148,23 @@ def load_source_model(task: str, source: str | os.PathLike, model_overrides: Map
     return model, model_cfg, charset, provenance
 
 
-def input_spec_for(task: str, height: int = 48):
-    """Dynamic input spec: det any N/H/W, rec any N/W at the trained height."""
+def _fixed_rec_width(model, model_cfg: Mapping[str, Any]) -> int | None:
+    """Input width a recogniser is bound to (SVTR's patch embedding asserts its ``img_size``), else None."""
+    if model_cfg.get("fixed_width"):
+        return int(model_cfg["fixed_width"])
+    for name, layer in model.named_sublayers():
+        size = getattr(layer, "img_size", None)
+        if name.endswith("patch_embed") and isinstance(size, (list, tuple)) and len(size) == 2:
+            return int(size[1])
+    return None
+
+
+def input_spec_for(task: str, height: int = 48, fixed_width: int | None = None):
+    """Dynamic input spec: det any N/H/W, rec any N/W at the trained height (W fixed for recognisers whose
+    position embeddings fix it, e.g. SVTR-Tiny)."""
     from paddle.static import InputSpec
 
-    shape = [None, 3, None, None] if task == "det" else [None, 3, int(height), None]
+    shape = [None, 3, None, None] if task == "det" else [None, 3, int(height), int(fixed_width) if fixed_width else None]
     return [InputSpec(shape=shape, dtype="float32", name="x")]
 
 
@@ -186,10 +198,11 @@ def export_model(task: str, source: str | os.PathLike, out_dir: str | os.PathLik
 
     model, model_cfg, charset, provenance = load_source_model(task, source, model_overrides)
     height = int(_find(model_cfg, "input.height") or 48)
-    sample = parity.sample_batch(task, height=height)
+    fixed_width = _fixed_rec_width(model, model_cfg) if task == "rec" else None
+    sample = parity.sample_batch(task, height=height, fixed_width=fixed_width)
     reference = parity.dygraph_outputs(model, sample)  # before conversion: the converted layer is not reused
 
-    static = paddle.jit.to_static(model, input_spec=input_spec_for(task, height), full_graph=True)
+    static = paddle.jit.to_static(model, input_spec=input_spec_for(task, height, fixed_width), full_graph=True)
     try:
         paddle.jit.save(static, str(out_dir / "inference"))
     except Exception as exc:  # conversion errors name the op; keep that in the message
@@ -212,7 +225,9 @@ def export_model(task: str, source: str | os.PathLike, out_dir: str | os.PathLik
                             limit_side_len=int(limit_side_len or resize.get("limit_side_len") or 960),
                             limit_type=str(limit_type or resize.get("limit_type") or "max"), extra=extra)
     else:
-        min_width = int(_find(model_cfg, "input.min_width") or 320)
+        min_width = fixed_width or int(_find(model_cfg, "input.min_width") or 320)
+        if fixed_width:
+            extra["rec_fixed_width"] = fixed_width  # RecPredictor then squashes/pads every line to this width
         write_inference_yml(out_dir, "rec", model_name=model_name, charset=charset,
                             image_shape=[3, height, min_width], extra=extra)
 

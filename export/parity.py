@@ -34,9 +34,9 @@ REPORT_FILE = "parity.json"
 BOX_IOU = 0.9
 
 
-def sample_batch(task: str, height: int = 48) -> np.ndarray:
+def sample_batch(task: str, height: int = 48, fixed_width: int | None = None) -> np.ndarray:
     """det: one rendered invoice page at 320×640 (normalised as served); rec: the rendered lines padded to one
-    batch with PaddleOCR's width rule."""
+    batch with PaddleOCR's width rule (or all at ``fixed_width`` for fixed-width recognisers)."""
     from export.samples import sample_det_batch, sample_rec_crops
 
     if task == "det":
@@ -45,7 +45,7 @@ def sample_batch(task: str, height: int = 48) -> np.ndarray:
     from export.predictors import rec_batch_width_paddleocr
 
     crops = sample_rec_crops(height=height)
-    width = rec_batch_width_paddleocr(crops, height, 320)
+    width = fixed_width or rec_batch_width_paddleocr(crops, height, 320)
     return np.stack([rec_resize_norm(c, height, width) for c in crops])
 
 

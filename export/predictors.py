@@ -156,16 +156,19 @@ class RecPredictor:
         self.min_width = int(min_width or shape_w)
         self.batch_size = max(1, int(batch_size))
         self.charset = charset or self.spec.charset or Charset.default()
+        fixed = self.spec.own.get("rec_fixed_width")
+        self.fixed_width = int(fixed) if fixed else None  # e.g. SVTR-Tiny: position embeddings fix the width
         self.engine = InferenceEngine(self.model_dir, _runtime_opts(runtime_opts))
 
     def params(self) -> dict[str, Any]:
-        return {"height": self.height, "min_width": self.min_width, "batch_size": self.batch_size,
+        return {"height": self.height, "min_width": self.min_width, "fixed_width": self.fixed_width,
+                "batch_size": self.batch_size,
                 "charset_sha256": self.charset.sha256, "num_classes": self.charset.num_classes}
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """One batch of line images → N×3×H×W at PaddleOCR's padded width."""
         crops = [_as_bgr(c) for c in crops]
-        width = rec_batch_width_paddleocr(crops, self.height, self.min_width)
+        width = self.fixed_width or rec_batch_width_paddleocr(crops, self.height, self.min_width)
         return np.stack([rec_resize_norm(c, self.height, width) for c in crops])
 
     def probs(self, batch: np.ndarray) -> np.ndarray:

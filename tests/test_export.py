@@ -157,6 +157,27 @@ def test_export_from_a_checkpoint(tmp_path):
         export_model("det", ckpt, tmp_path / "wrong")
 
 
+@pytest.mark.parametrize("task,arch", [("det", "mobilenetv3_db"),
+                                       pytest.param("rec", "svtr_tiny_rec", marks=pytest.mark.slow)])  # ~90 s
+def test_other_architectures_export_with_onnx_parity(tmp_path, task, arch):
+    """Randomly initialised (no pretrained weights exist), but every op must convert and match; SVTR-Tiny's
+    fixed input width is carried into inference.yml and the predictor."""
+    from training.models import build_model
+    from training.trainer.checkpoint import save_checkpoint
+
+    charset = Charset.default() if task == "rec" else None
+    cfg = {"task": task, "arch": arch, **({"num_classes": charset.num_classes} if charset else {})}
+    ckpt = save_checkpoint(tmp_path / "ck", "best", model=build_model(cfg).state_dict(),
+                           state={"step": 1, "config": {"model": cfg}, "extra": {"charset": charset.to_dict()} if charset else {}})
+    result = export_model(task, ckpt, tmp_path / "out", onnx=True)
+    assert result.parity["ok"] and result.parity["onnx"]["max_abs_diff"] < 1e-3
+    if task == "rec":
+        from export.predictors import RecPredictor
+
+        predictor = RecPredictor(tmp_path / "out")
+        assert predictor.fixed_width == 320 and predictor.preprocess(sample_rec_crops()).shape[-1] == 320
+
+
 def test_det_checkpoint_serves_with_its_runs_postprocess(tmp_path):
     ckpt = _fake_checkpoint(tmp_path, "det", postprocess={"box_thresh": 0.55, "unclip_ratio": 1.6, "score_mode": "fast"},
                             eval_resize={"limit_side_len": 640, "limit_type": "max"})
