@@ -47,7 +47,8 @@ tracking store (default ``sqlite:///mlflow.db``; set ``MLFLOW_TRACKING_URI`` or 
     OCR_CANARY_FRACTION=0.1 OCR_CANARY_LOG=canary.jsonl mlflow models serve -m models:/ocr-det@champion ...
     python -m registry compare ocr-det 2 4 --canary-log canary.jsonl
 
-Inputs are base64 image bytes or paths readable by the server; every answer names the version that
+Run these in the activated venv (``mlflow models serve`` starts ``uvicorn`` by name). Inputs are base64
+image bytes or paths readable by the server; every answer names the version that
 answered (``model.version``, ``model.route``). An ``ocr-det`` version bundles a recogniser (by default the
 pretrained PP-OCRv4 rec; ``det_bundle_rec`` in ``conf/registry/default.yaml``) so it serves text, not just
 boxes; an ``ocr-rec`` version reads single text-line images. The audit log is stored as tags
@@ -143,6 +144,14 @@ def _short(value: Any, n: int = 12) -> str:
 
 def _num(value: float | None, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
 
 
 def _versions_table(name: str, infos: list, aliases: dict[str, str]):
@@ -306,7 +315,7 @@ def _cmd_compare(args, cfg, client) -> int:
             delta = f"{diff:+.4g}{pct}"
         elif x != y:
             delta = "differs"
-        table.add_row(label, "" if x is None else str(x), "" if y is None else str(y), delta)
+        table.add_row(label, _cell(x), _cell(y), delta)
 
     row("aliases", ", ".join(a.aliases), ", ".join(b.aliases))
     row("task", a.task, b.task)
@@ -345,6 +354,8 @@ def _quiet_mlflow() -> None:
     import os
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow  # noqa: F401  -- configures its loggers on import; lower them afterwards
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 

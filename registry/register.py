@@ -263,11 +263,22 @@ def _bundled_rec(task: str, rec_dir: str | Path | None, cfg: RegistryConfig, cli
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}",
                                                          dst_path=str(tmp / "rec_champion"),
                                                          tracking_uri=client.tracking_uri))
-        return local / "artifacts" / "rec", f"{name} v{mv.version}"
+        return _artifact_dir(local, "rec"), f"{name} v{mv.version}"
     path = Path(choice)
     if not (path / "inference.pdmodel").is_file():
         raise RegistryError(f"{path}: rec directory to bundle has no inference.pdmodel")
     return path, str(path)
+
+
+def _artifact_dir(model_root: Path, artifact: str) -> Path:
+    """Where a downloaded pyfunc keeps artifact ``artifact`` (MLflow names the folder after the source)."""
+    import yaml
+
+    meta = yaml.safe_load((model_root / "MLmodel").read_text(encoding="utf-8")) or {}
+    entry = ((meta.get("flavors") or {}).get("python_function") or {}).get("artifacts", {}).get(artifact)
+    if not entry or not (model_root / entry["path"]).is_dir():
+        raise RegistryError(f"{model_root}: the model has no {artifact!r} artifact")
+    return model_root / entry["path"]
 
 
 def _stage_code(tmp: Path) -> list[str]:

@@ -496,6 +496,31 @@ def test_rollback_walks_back_through_history(store, capsys):
     assert events[4].reason == "still bad"
 
 
+def test_audit_log_keeps_every_concurrent_event(store):
+    """20 writers at once: no event lost, sequence numbers 1..20 in time order."""
+    from registry.audit import AuditEvent
+
+    client = RegistryClient(store)
+    name = _unique("audit")
+    client.ensure_registered_model(name)
+    barrier = threading.Barrier(20)
+
+    def write(i: int) -> None:
+        barrier.wait()
+        AuditLog(RegistryClient(store), name).record(AuditEvent(action="promote", outcome="refused",
+                                                                to_version=str(i), message=f"writer {i}"))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    events = AuditLog(client, name).events()
+    assert sorted(int(e.to_version) for e in events) == list(range(20))
+    assert [e.seq for e in events] == list(range(1, 21))
+    assert [e.time_ns for e in events] == sorted(e.time_ns for e in events)
+
+
 def test_stale_lock_is_broken_and_busy_lock_refuses(store):
     client = RegistryClient(store)
     name = _unique("lock")
