@@ -240,3 +240,32 @@ def test_program_has_plain_conv_bias_and_reloads_for_fine_tuning(exported):
         ours = model(paddle.to_tensor(batch))["maps"].numpy()
     ref = InferenceEngine(pretrained_model_dir("det"), RuntimeOptions(enable_mkldnn=False)).run(batch)[0]
     assert np.abs(ours - ref).max() < 1e-3
+
+
+def test_training_eval_and_export_evaluate_agree(exported, tmp_path):
+    """The number a run reports (dygraph, training.evaluation) is the number the exported model gets."""
+    from datasets.formats import read_det, read_rec
+    from datasets.synth import generate_det_dataset
+    from export.evaluate import evaluate_model
+    from training.evaluation import DetEvaluator, RecEvaluator
+    from training.models import build_model, load_pretrained
+
+    data = generate_det_dataset(tmp_path / "d", 3, kind="invoice", seed=21)
+    det_model = build_model({"arch": "ppocrv4_mobile_det"})
+    load_pretrained(det_model, "ppocrv4_mobile", {"arch": "ppocrv4_mobile_det"})
+    det_model.eval()
+    post = read_inference_yml(exported["det"]).post
+    train_det = DetEvaluator(read_det("icdar2015", data), post).evaluate(det_model).compute()
+    served_det = evaluate_model("det", exported["det"], f"icdar2015:{data}")
+    assert {k: served_det[k] for k in ("precision", "recall", "hmean", "num_matched")} == \
+           {k: train_det[k] for k in ("precision", "recall", "hmean", "num_matched")}
+
+    charset = Charset.default()
+    cfg = {"arch": "ppocrv4_mobile_rec", "num_classes": charset.num_classes}
+    rec_model = build_model(cfg)
+    load_pretrained(rec_model, "ppocrv4_mobile", cfg, charset)
+    rec_model.eval()
+    train_rec = RecEvaluator(read_rec("icdar2015", data), charset).evaluate(rec_model).compute()
+    served_rec = evaluate_model("rec", exported["rec"], f"icdar2015:{data}")
+    assert served_rec["num"] == train_rec["num"] > 10
+    assert served_rec["acc"] == pytest.approx(train_rec["acc"]) and served_rec["norm_edit_dis"] == pytest.approx(train_rec["norm_edit_dis"])
