@@ -48,6 +48,7 @@ class RuntimeOptions:
     gpu_mem_mb: int = 500
     gpu_id: int = 0
     mkldnn_cache: int = 10
+    shrink_memory: bool = False  # release the memory pool after each run (lower RSS for varying sizes, slower)
 
     @classmethod
     def from_mapping(cls, opts: Mapping[str, Any] | None) -> "RuntimeOptions":
@@ -101,5 +102,6 @@ class InferenceEngine:
         self._input.copy_from_cpu(batch)
         self._predictor.run()
         outputs = [out.copy_to_cpu() for out in self._outputs]
-        self._predictor.try_shrink_memory()
+        if self.options.shrink_memory:
+            self._predictor.try_shrink_memory()
         return outputs
