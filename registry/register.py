@@ -25,16 +25,18 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from registry.client import RegistryClient, RegistryError, is_not_found
 from registry.config import RegistryConfig
@@ -424,46 +426,72 @@ def _log_and_register(client: RegistryClient, task: str, name: str, model_dir: P
     created_run = source_run_id is None
     run_id: str | None = source_run_id
     model_id: str | None = None
-    previous_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    mlflow.set_tracking_uri(client.tracking_uri)
-    mlflow.set_registry_uri(client.tracking_uri)
+    with _process_uri(client.tracking_uri):
+        try:
+            if created_run:
+                exp = client.call("get_experiment_by_name", experiment)
+                exp_id = exp.experiment_id if exp is not None else _create_experiment(client, experiment)
+                run = client.call("create_run", exp_id, run_name=f"register-{model_dir.name}",
+                                  tags={"registry.registration_id": registration_id, "mlflow.note.content":
+                                        f"Registration of {model_dir} (no training run given)"})
+                run_id = run.info.run_id
+            # The logged model is created here, in the run's experiment (MLflow would pick the *active*
+            # experiment), so its id is known before any upload and clean-up can always find it.
+            run_exp = client.call("get_run", run_id).info.experiment_id
+            logged = client.call("create_logged_model", run_exp, name=f"{task}-model", source_run_id=run_id,
+                                 tags={"registry.registration_id": registration_id, "registry.model": name})
+            model_id = logged.model_id
+            # Model.log with run_id (not mlflow.start_run): a training run that is still open stays RUNNING.
+            # MLflow also loads the model once to validate the input example (warn-only); _validate_example
+            # above is the check that aborts.
+            Model.log(
+                artifact_path=None, name=f"{task}-model", flavor=mlflow.pyfunc, run_id=run_id,
+                python_model=str(Path(__file__).with_name("pyfunc_entry.py")), artifacts=artifacts,
+                code_paths=_stage_code(tmp), signature=model_signature(task), input_example=example,
+                pip_requirements=_requirements(), model_config=model_config, model_id=model_id)
+            client.ensure_registered_model(name, description=f"OCR {task} models (managed by `python -m registry`)")
+            # All lineage tags in the create call: the version exists with its full lineage or not at all.
+            mv = client.call("create_model_version", name, f"models:/{model_id}", run_id=run_id, tags=tags,
+                             description=description, model_id=model_id)
+            if fail_after_create:
+                raise RuntimeError("injected failure after create_model_version (test)")
+            _link_logged_model(client, model_id, name, str(mv.version))
+            if created_run:
+                client.call("set_terminated", run_id, "FINISHED")
+            return RegistrationResult(name, str(mv.version), f"models:/{name}/{mv.version}", run_id, model_id, tags)
+        except BaseException:
+            _cleanup(client, name, registration_id, model_id, run_id, created_run)
+            raise
+
+
+@contextmanager
+def _process_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking/registry URI at ``uri`` for the duration, then restore it exactly.
+
+    Why global state: ``Model.log`` resolves the store from the global URI, and the SQL registry store's
+    ``create_model_version`` fetches the logged model of a ``models:/<id>`` source through a default
+    ``MlflowClient()``; both must see the store we register into. ``set_tracking_uri`` also writes
+    ``$MLFLOW_TRACKING_URI``/``$MLFLOW_REGISTRY_URI``, so the raw module state and the variables are saved and
+    put back (not the *resolved* URIs, which would pin a value the caller never set). Not thread-safe across
+    registrations into different stores within one process."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = (getattr(tracking_utils, "_tracking_uri", None), getattr(registry_utils, "_registry_uri", None),
+             {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")})
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     try:
-        if created_run:
-            exp = client.call("get_experiment_by_name", experiment)
-            exp_id = exp.experiment_id if exp is not None else _create_experiment(client, experiment)
-            run = client.call("create_run", exp_id, run_name=f"register-{model_dir.name}",
-                              tags={"registry.registration_id": registration_id, "mlflow.note.content":
-                                    f"Registration of {model_dir} (no training run given)"})
-            run_id = run.info.run_id
-        # The logged model is created here (in the run's experiment; MLflow would pick the *active* experiment)
-        # so its id is known before any upload and clean-up can always find it.
-        run_exp = client.call("get_run", run_id).info.experiment_id
-        logged = client.call("create_logged_model", run_exp, name=f"{task}-model", source_run_id=run_id,
-                             tags={"registry.registration_id": registration_id, "registry.model": name})
-        model_id = logged.model_id
-        # Model.log with run_id (not mlflow.start_run): a training run that is still open stays RUNNING.
-        # MLflow also loads the model once to validate the input example (warn-only); _validate_example above
-        # is the check that aborts.
-        Model.log(
-            artifact_path=None, name=f"{task}-model", flavor=mlflow.pyfunc, run_id=run_id,
-            python_model=str(Path(__file__).with_name("pyfunc_entry.py")), artifacts=artifacts, code_paths=_stage_code(tmp),
-            signature=model_signature(task), input_example=example, pip_requirements=_requirements(),
-            model_config=model_config, model_id=model_id)
-        client.ensure_registered_model(name, description=f"OCR {task} models (managed by `python -m registry`)")
-        mv = client.call("create_model_version", name, f"models:/{model_id}", run_id=run_id, tags=tags,
-                         description=description, model_id=model_id)
-        if fail_after_create:
-            raise RuntimeError("injected failure after create_model_version (test)")
-        _link_logged_model(client, model_id, name, str(mv.version))
-        if created_run:
-            client.call("set_terminated", run_id, "FINISHED")
-        return RegistrationResult(name, str(mv.version), f"models:/{name}/{mv.version}", run_id, model_id, tags)
-    except BaseException:
-        _cleanup(client, name, registration_id, model_id, run_id, created_run)
-        raise
+        yield
     finally:
-        mlflow.set_tracking_uri(previous_uris[0])
-        mlflow.set_registry_uri(previous_uris[1])
+        mlflow.set_tracking_uri(saved[0])
+        mlflow.set_registry_uri(saved[1])
+        for key, value in saved[2].items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _validate_example(artifacts: dict[str, str], model_config: dict[str, Any], example: Any) -> None:

@@ -178,7 +178,8 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
 # ---------------------------------------------------------------------------------------------- the cycle
 def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image):
     """register v1 → promote → register v2 (worse) → refusal (exit 2, one line) → forced promotion →
-    rollback → rollback refused → history shows all; then the champion serves through pyfunc."""
+    rollback → rollback refused → history shows all; the champion serves through pyfunc; v2 as a canary
+    challenger gets its share of requests and graduates."""
     import mlflow
 
     from registry.register import register_model
@@ -262,48 +263,27 @@ def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image):
     texts = [r["text"] for r in answers[0]["results"]]
     assert "增值税发票" in texts and any("88.00" in t for t in texts), texts
 
-
-def test_canary_routes_a_fraction_to_the_challenger(tmp_path, monkeypatch, model_dirs, page_image):
-    """Champion v1 + challenger v2 behind one loaded model: pinned and drawn routes, answers name the version,
-    the request log summarises per version."""
-    import mlflow
-
+    # canary: v2 as challenger (only the charset gate blocks a canary), half the traffic routed to it
     from registry.canary import summarize
-    from registry.register import register_model
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        client = RegistryClient(uri)
-        metrics = {"hmean": 0.9, "latency_ms": 50.0, "data_digest": "d"}
-        for directory in model_dirs:
-            register_model("det", directory, metrics=metrics, client=client)
-        promote(client, "ocr-det", "1")
-        promote(client, "ocr-det", "2", target="challenger")
-        assert client.aliases("ocr-det") == {"champion": "1", "challenger": "2"}
-
-        log = tmp_path / "canary.jsonl"
-        model = mlflow.pyfunc.load_model("models:/ocr-det@champion", model_config={
-            "canary_fraction": 0.5, "canary_seed": 3, "canary_log": str(log)})
-        image, _ = page_image(["发票 123"], size=(320, 120))
-        request = {"image": [base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode()]}
-        assert model.predict(request, params={"route": "challenger"})[0]["model"]["version"] == "2"
-        assert model.predict(request, params={"route": "primary"})[0]["model"]["version"] == "1"
-        versions = [model.predict(request)[0]["model"]["version"] for _ in range(6)]
-        assert set(versions) == {"1", "2"}, versions  # seeded draw: both answer
-        summary = summarize(log)
-        assert summary["1"]["requests"] + summary["2"]["requests"] == 8
-        assert summary["2"]["routes"] == ["challenger"]
-
-        # graduating the challenger removes its alias; the old champion stays reachable
-        promote(client, "ocr-det", "2")
-        assert client.aliases("ocr-det") == {"champion": "2", "previous-champion": "1"}
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
+    assert _cli(capsys, "promote", name, "2", "--as", "challenger")[0] == 0
+    assert client.aliases(name) == {"champion": "1", "challenger": "2"}
+    log = tmp_path / "canary.jsonl"
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion", model_config={
+        "canary_fraction": 0.5, "canary_seed": 3, "canary_log": str(log)})
+    request = {"image": [base64.b64encode(buf.tobytes()).decode()]}
+    assert model.predict(request, params={"route": "challenger"})[0]["model"]["version"] == "2"
+    assert model.predict(request, params={"route": "primary"})[0]["model"]["version"] == "1"
+    versions = [model.predict(request)[0]["model"]["version"] for _ in range(6)]
+    assert set(versions) == {"1", "2"}, versions  # seeded draw: both answer
+    summary = summarize(log)
+    assert summary["1"]["requests"] + summary["2"]["requests"] == 8 and summary["2"]["routes"] == ["challenger"]
+    code, out, _ = _cli(capsys, "compare", name, "@champion", "@challenger", "--canary-log", str(log))
+    assert code == 0 and "canary requests" in out
+    # the canary graduates: its alias goes, the old champion stays reachable
+    assert _cli(capsys, "promote", name, "2", "--force", "--reason", "canary looked fine")[0] == 0
+    assert client.aliases(name) == {"champion": "2", "previous-champion": "1"}
+    assert len(AuditLog(client, name).events()) == 7
 
 
 def test_rec_version_reads_line_images(sqlite_root, monkeypatch, eval_set, line_image):
