@@ -74,13 +74,18 @@ EXIT_OK, EXIT_ERROR, EXIT_REFUSED = 0, 1, 2
 
 # ------------------------------------------------------------------------------------------- parsing
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--tracking-uri", default=None,
-                        help="tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
-    common.add_argument("--config", default=None, help="registry yaml (default: conf/registry/default.yaml)")
+    def common_options(default: Any) -> argparse.ArgumentParser:
+        # Accepted before and after the command. Subcommands use SUPPRESS: argparse would otherwise let a
+        # subparser's default overwrite a value given before the command.
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument("--tracking-uri", default=default,
+                            help="tracking/registry URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+        common.add_argument("--config", default=default, help="registry yaml (default: conf/registry/default.yaml)")
+        return common
 
+    common = common_options(argparse.SUPPRESS)
     parser = argparse.ArgumentParser(prog="python -m registry", description=__doc__.split("\n")[0],
-                                     parents=[common])
+                                     parents=[common_options(None)])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("register", parents=[common], help="log an inference dir as a new model version")

@@ -164,3 +164,14 @@ def test_decode_inputs_base64_path_and_bad_items(tmp_path, page_image):
     assert too_big.code == "IMAGE_TOO_LARGE"
     # a dict of lists (what MLflow makes of {"image": [...]}) and a bare string work too
     assert len(decode_inputs({"image": [b64, b64]})) == 2 and len(decode_inputs(b64)) == 1
+
+
+# ----------------------------------------------------------------------------------------------- CLI parsing
+def test_global_options_work_before_and_after_the_command():
+    from registry.__main__ import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["--tracking-uri", "A", "promote", "m", "1"]).tracking_uri == "A"
+    assert parser.parse_args(["promote", "m", "1", "--tracking-uri", "B"]).tracking_uri == "B"
+    args = parser.parse_args(["promote", "m", "3", "--as", "challenger", "--force", "--reason", "r"])
+    assert (args.tracking_uri, args.target, args.force, args.reason) == (None, "challenger", True, "r")
