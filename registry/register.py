@@ -169,24 +169,43 @@ def _charset_sha(rec_dir: Path | None) -> str | None:
     return charset.sha256
 
 
-def _quantized(model_dir: Path) -> bool:
-    """True when the export says it is an INT8 model (``inference.yml`` own section or ``parity.json``)."""
+def _export_info(model_dir: Path) -> dict[str, Any]:
+    """What the export recorded in ``inference.yml``'s own section: INT8 or not, the training run, and for an
+    INT8 model the run of its FP32 parent (``quantization.parent.run_id``, written by QAT export)."""
     from export.inference_yml import OWN_SECTION
 
     try:
         import yaml
 
         doc = yaml.safe_load((model_dir / "inference.yml").read_text(encoding="utf-8")) or {}
-        own = doc.get(OWN_SECTION) or {}
-        for key in ("quantized", "int8"):
-            if key in own:
-                return bool(own[key]) and str(own[key]).lower() not in ("no", "false", "none", "fp32")
-        quant = own.get("quant") or own.get("quantization")
-        if quant:
-            return str(quant).lower() not in ("none", "fp32", "false", "no")
-    except (OSError, ValueError, AttributeError):
-        pass
-    return False
+    except (OSError, ValueError):
+        return {"quantized": False, "run_id": None, "parent_run_id": None}
+    own = doc.get(OWN_SECTION) or {}
+    quant = own.get("quantization") or {}
+    precision = str(quant.get("precision", "")).lower() if isinstance(quant, dict) else ""
+    provenance = own.get("provenance") or {}
+    parent = (quant.get("parent") if isinstance(quant, dict) else None) or provenance.get("parent") or {}
+    return {"quantized": precision == "int8",
+            "run_id": provenance.get("tracking_run_id") if isinstance(provenance, dict) else None,
+            "parent_run_id": parent.get("run_id") if isinstance(parent, dict) else None}
+
+
+def _version_from_run(client: RegistryClient, name: str, run_id: str | None) -> str | None:
+    """The newest version of ``name`` registered from ``run_id`` (how an INT8 child finds its FP32 parent)."""
+    if not run_id or client.registered_model(name) is None:
+        return None
+    for mv in client.versions(name):
+        if (mv.tags or {}).get(L.TAG_SOURCE_RUN) == run_id or mv.run_id == run_id:
+            return str(mv.version)
+    return None
+
+
+def _run_exists(client: RegistryClient, run_id: str) -> bool:
+    try:
+        client.call("get_run", run_id)
+        return True
+    except Exception:  # noqa: BLE001 - a run from another store
+        return False
 
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -362,11 +381,16 @@ def register_model(task: str, model_dir: str | Path, *, name: str | None = None,
         raise RegistryError(f"{model_dir}: model directory not found")
     _check_inference_dir(task, model_dir)
     record = _metrics_of_record(task, model_dir, metrics, eval_data, eval_opts)
+    exported = _export_info(model_dir)
+    if source_run_id is None and exported["run_id"] and _run_exists(client, exported["run_id"]):
+        source_run_id = exported["run_id"]  # the training run the export names
+    is_quantized = exported["quantized"] if quantized is None else bool(quantized)
+    if fp32_parent_version is None and is_quantized:
+        fp32_parent_version = _version_from_run(client, name, exported["parent_run_id"])
     if fp32_parent_version is not None:
         client.version(name, fp32_parent_version)  # must exist
     run_lineage = lineage_from_run(client, source_run_id) if source_run_id else {}
     registration_id = uuid.uuid4().hex
-    is_quantized = _quantized(model_dir) if quantized is None else bool(quantized)
 
     with tempfile.TemporaryDirectory(prefix="registry-") as tmp_str:
         tmp = Path(tmp_str)

@@ -320,6 +320,31 @@ def test_rec_version_reads_line_images(sqlite_root, monkeypatch, eval_set, line_
         mlflow.set_registry_uri(None)
 
 
+def test_int8_child_links_to_its_fp32_parent(sqlite_root, monkeypatch, model_dirs, tmp_path):
+    """An INT8 export (inference.yml ``quantization.precision: int8`` naming the FP32 parent's run, as QAT export
+    writes it) registers as quantized=yes with fp32_parent_version found through the parent's run."""
+    from export.inference_yml import write_inference_yml
+    from registry.register import register_model
+
+    uri = f"sqlite:///{sqlite_root / 'mlflow.db'}"
+    monkeypatch.chdir(sqlite_root)
+    client = RegistryClient(uri)
+    name = _unique("ocr-det-int8")
+    parent_run = _fake_training_run(uri, train_digest="fp32-train")
+    qat_run = _fake_training_run(uri, train_digest="qat-train")
+    metrics = {"hmean": 0.9, "latency_ms": 100.0, "data_digest": "d"}
+    fp32 = register_model("det", model_dirs[0], name=name, metrics=metrics, source_run_id=parent_run, client=client)
+    int8_dir = shutil.copytree(model_dirs[0], tmp_path / "det_int8")
+    write_inference_yml(int8_dir, "det", extra={
+        "quantization": {"precision": "int8", "runtime": "onednn_int8", "parent": {"run_id": parent_run}},
+        "provenance": {"source": "qat_checkpoint", "tracking_run_id": qat_run}})
+    child = register_model("det", int8_dir, name=name, metrics={**metrics, "latency_ms": 70.0}, client=client)
+    tags = client.version(name, child.version).tags
+    assert tags["quantized"] == "yes" and tags["fp32_parent_version"] == fp32.version
+    assert tags["source_run_id"] == qat_run and tags["data.train.digest"] == "qat-train"
+    assert client.version(name, fp32.version).tags["quantized"] == "no"
+
+
 def test_failed_registration_leaves_nothing_behind(store, model_dirs, tmp_path):
     from mlflow import MlflowClient
 
