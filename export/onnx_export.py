@@ -48,13 +48,18 @@ def convert_to_onnx(model_dir: str | os.PathLike, opset: int = OPSET) -> Path:
     return out
 
 
-def onnx_session(path: str | os.PathLike, num_threads: int | None = None):
-    """An ONNX Runtime CPU session (``num_threads`` None = ORT's default)."""
+def onnx_session(path: str | os.PathLike, num_threads: int | None = None, spinning: bool = True):
+    """An ONNX Runtime CPU session (``num_threads`` None = ORT's default). ``spinning=False`` stops its idle
+    worker threads from busy-waiting after a run (they otherwise steal CPU from whatever runs next, e.g. in a
+    benchmark that alternates runtimes)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if num_threads:
         opts.intra_op_num_threads = int(num_threads)
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
