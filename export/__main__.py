@@ -39,6 +39,41 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _is_qat_checkpoint(path: str) -> bool:
+    try:
+        from training.quant_export import is_qat_checkpoint
+    except ImportError:  # pragma: no cover
+        return False
+    try:
+        return bool(is_qat_checkpoint(path))
+    except Exception:  # not a readable checkpoint: the FP32 path reports it properly
+        return False
+
+
+def _export_qat(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) -> int:
+    """QAT checkpoints become INT8 directories through :func:`training.quant_export.export_qat_checkpoint`
+    (its own parity rule: INT8 kernels are not bit-exact with fake quantization)."""
+    from training.quant_export import export_qat_checkpoint
+
+    if args.onnx:
+        print("export failed: --onnx is not supported for QAT INT8 checkpoints (ONNX Runtime's int8 path lost "
+              "accuracy here; see STACK.md)", file=sys.stderr)
+        return 1
+    pre = overrides["pre"]
+    try:
+        report = export_qat_checkpoint(args.task, args.checkpoint, args.out, post_params=overrides["post"] or None,
+                                       limit_side_len=int(pre.get("limit_side_len", 960)),
+                                       limit_type=str(pre.get("limit_type", "max")))
+    except Exception as exc:  # noqa: BLE001 -- one clear line for any failure
+        print(f"export failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if not report.get("ok"):
+        print(f"export failed: INT8 parity check failed; see {args.out}/parity.json", file=sys.stderr)
+        return 1
+    print(f"exported {args.task} INT8 to {args.out}: {', '.join(report.get('files', []))}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -57,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from export.parity import summary
 
     pre = overrides["pre"]
+    if args.checkpoint != "ppocrv4_mobile" and _is_qat_checkpoint(args.checkpoint):
+        return _export_qat(args, overrides)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Skip loading for")  # fresh DB-threshold branch: not exported

@@ -21,7 +21,7 @@ from datasets import runtime  # noqa: F401  -- zlib before paddle
 
 import numpy as np
 
-__all__ = ["RuntimeOptions", "InferenceEngine", "gpu_available"]
+__all__ = ["RuntimeOptions", "InferenceEngine", "create_engine", "gpu_available"]
 
 
 def gpu_available() -> bool:
@@ -105,3 +105,19 @@ class InferenceEngine:
         if self.options.shrink_memory:
             self._predictor.try_shrink_memory()
         return outputs
+
+
+def create_engine(model_dir: str | os.PathLike, runtime_opts: RuntimeOptions | None = None):
+    """The engine a directory needs: QAT INT8 directories (``training.quant_runtime.is_int8_model_dir``) run
+    with the oneDNN INT8 config on CPU (run as FP32 they execute fake quantization, 1.5–9× slower, and are not
+    what is deployed); everything else gets :class:`InferenceEngine`. Both expose ``run(batch)``, ``options``
+    and ``input_names``/``output_names``."""
+    opts = runtime_opts or RuntimeOptions()
+    if not opts.resolved_gpu():
+        try:
+            from training.quant_runtime import Int8Engine, is_int8_model_dir
+        except ImportError:  # pragma: no cover - training is part of the same distribution
+            return InferenceEngine(model_dir, opts)
+        if is_int8_model_dir(model_dir):
+            return Int8Engine(model_dir, opts)
+    return InferenceEngine(model_dir, opts)

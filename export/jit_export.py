@@ -107,7 +107,7 @@ def _checkpoint_source(task: str, checkpoint: str | os.PathLike) -> tuple[dict, 
         model_cfg["num_classes"] = charset.num_classes
     provenance = {"source": "checkpoint", "checkpoint": str(Path(checkpoint).resolve()),
                   "checkpoint_dir": str(ckpt.path.resolve()), "step": state.get("step"),
-                  "best_metric": state.get("best_metric"),
+                  "best_metric": state.get("best_metric"), "tracking_run_id": state.get("tracking_run_id"),
                   "serving": {"postprocess": dict(_find(state, "config.postprocess") or {}),
                               "eval_resize": dict(_find(state, "config.eval_resize") or {})}}
     return model_cfg, charset, ckpt.model, provenance

@@ -34,7 +34,7 @@ import numpy as np
 
 from datasets.charset import Charset
 from datasets.resize import det_preprocess, rec_resize_norm
-from export.engine import InferenceEngine, RuntimeOptions
+from export.engine import RuntimeOptions, create_engine
 from export.inference_yml import DET_POST_DEFAULTS, InferenceSpec, read_inference_yml
 from export.pretrained import pretrained_model_dir
 from training.postprocess import DBPostProcess, ctc_greedy_decode
@@ -105,7 +105,7 @@ class DetPredictor:
         self.limit_type = str(limit_type or self.spec.pre["limit_type"])
         post = {**DET_POST_DEFAULTS, **self.spec.post, **dict(post_cfg or {})}
         self.postprocess = DBPostProcess(**{k: post[k] for k in DET_POST_DEFAULTS})
-        self.engine = InferenceEngine(self.model_dir, _runtime_opts(runtime_opts))
+        self.engine = create_engine(self.model_dir, _runtime_opts(runtime_opts))
 
     def params(self) -> dict[str, Any]:
         """Pre- and post-process parameters, reported beside every metric."""
@@ -158,7 +158,7 @@ class RecPredictor:
         self.charset = charset or self.spec.charset or Charset.default()
         fixed = self.spec.own.get("rec_fixed_width")
         self.fixed_width = int(fixed) if fixed else None  # e.g. SVTR-Tiny: position embeddings fix the width
-        self.engine = InferenceEngine(self.model_dir, _runtime_opts(runtime_opts))
+        self.engine = create_engine(self.model_dir, _runtime_opts(runtime_opts))
 
     def params(self) -> dict[str, Any]:
         return {"height": self.height, "min_width": self.min_width, "fixed_width": self.fixed_width,
@@ -202,7 +202,7 @@ class ClsPredictor:
         self.labels = list(self.spec.post["label_list"])
         self.thresh = float(self.spec.post["thresh"] if thresh is None else thresh)
         self.batch_size = max(1, int(batch_size))
-        self.engine = InferenceEngine(self.model_dir, _runtime_opts(runtime_opts))
+        self.engine = create_engine(self.model_dir, _runtime_opts(runtime_opts))
 
     def classify(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """``[(label, score), …]`` per crop, in the given order."""

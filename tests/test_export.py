@@ -269,3 +269,17 @@ def test_training_eval_and_export_evaluate_agree(exported, tmp_path):
     served_rec = evaluate_model("rec", exported["rec"], f"icdar2015:{data}")
     assert served_rec["num"] == train_rec["num"] > 10
     assert served_rec["acc"] == pytest.approx(train_rec["acc"]) and served_rec["norm_edit_dis"] == pytest.approx(train_rec["norm_edit_dis"])
+
+
+def test_int8_directories_get_the_int8_engine(exported, tmp_path):
+    """QAT INT8 directories (quant.json sidecar) run with the oneDNN INT8 config in every serving predictor."""
+    import shutil
+
+    from export.engine import InferenceEngine, create_engine
+
+    int8 = tmp_path / "int8"
+    shutil.copytree(exported["rec"], int8)
+    (int8 / "quant.json").write_text(json.dumps({"precision": "int8"}), encoding="utf-8")
+    engine = create_engine(int8, RuntimeOptions(num_threads=1))
+    assert type(engine).__name__ == "Int8Engine" and engine.options.describe()["precision"] == "int8"
+    assert isinstance(create_engine(exported["rec"]), InferenceEngine)
