@@ -297,7 +297,10 @@ def quantize_model(model: nn.Layer, qcfg: QuantConfig | Mapping[str, Any]):
     if qcfg.fold_affine:
         from training.quant_fold import fold_affine_blocks
 
-        folded = fold_affine_blocks(model)
+        try:
+            folded = fold_affine_blocks(model)
+        except ValueError as exc:
+            raise QuantConfigError(f"quant.fold_affine: {exc}; QAT runs on the fused (deploy) form, as exported") from None
     skipped = mark_skip_layers(model, qcfg.skip, qcfg.quantizable_layer_type)
     to_wrap = [n for n in quantizable_layers(model, qcfg.quantizable_layer_type) if n not in skipped]
     qat = QAT(config=qcfg.slim_config())
@@ -507,6 +510,7 @@ class QATSession:
     qat: Any
     config: QuantConfig
     block: dict[str, Any] = field(default_factory=dict)
+    report: Any = None  # the parent's LoadReport (``.source``, ``.fresh``), as load_pretrained returns it
 
     def checkpoint_extra(self) -> dict[str, Any]:
         """Merge into the trainer's ``extra_state``: ``extra_state.update(session.checkpoint_extra())``."""
@@ -536,10 +540,24 @@ def prepare_qat(model: nn.Layer, quant_cfg: Mapping[str, Any] | QuantConfig | No
     qcfg = QuantConfig.from_mapping(quant_cfg)
     check_resume(resume, qcfg, run_dir=run_dir)
     if not qcfg.enabled:
+        _refuse_qat_weights_as_fp32(model_cfg.get("pretrained"))
         return None
-    _report, parent = load_parent(model, model_cfg.get("pretrained"), model_cfg, charset)
+    report, parent = load_parent(model, model_cfg.get("pretrained"), model_cfg, charset)
     qat, model = quantize_model(model, qcfg)
-    return QATSession(qat=qat, config=qcfg, block=quant_block(qcfg, model, parent=parent))
+    return QATSession(qat=qat, config=qcfg, block=quant_block(qcfg, model, parent=parent), report=report)
+
+
+def _refuse_qat_weights_as_fp32(source: Any) -> None:
+    """``model.pretrained=<QAT checkpoint>`` in an FP32 run (training or ``mode=eval``) would fail deep in
+    weight loading with renamed keys; say what to do instead."""
+    if source in (None, "", "null", "none", "None"):
+        return
+    found = read_checkpoint_state(source)
+    if found is not None and _checkpoint_is_qat(*found)[0]:
+        raise QuantConfigError(
+            f"model.pretrained={source}: {found[0]} is a QAT (INT8) checkpoint and this run is FP32. Evaluate its INT8 "
+            "export instead (`python -m export det|rec --checkpoint … --out DIR` then `python -m export.evaluate "
+            "det|rec --model DIR --data …`), or continue QAT with quant=qat_int8 trainer.resume=…")
 
 
 def build_qat_model(model_cfg: Mapping[str, Any], block: Mapping[str, Any], weights: Mapping[str, Any] | None = None):

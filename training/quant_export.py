@@ -37,6 +37,7 @@ from training.quant import (
     is_qat_state_dict,
     quantizable_layers,
 )
+from training.quant_program import fuse_conv_bias
 from training.quant_runtime import QUANT_SIDECAR, Int8Engine, model_size_bytes
 
 __all__ = ["save_int8_inference", "input_spec_for", "load_qat_checkpoint", "is_qat_checkpoint",
@@ -70,8 +71,12 @@ def _layer_params(model: paddle.nn.Layer) -> dict[str, dict[str, Any]]:
 
 
 def save_int8_inference(qat_obj: Any, model: paddle.nn.Layer, out_prefix: str | os.PathLike,
-                        input_spec: Sequence[Any], *, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                        input_spec: Sequence[Any], *, extra: Mapping[str, Any] | None = None,
+                        fix_conv_bias: bool = True) -> dict[str, Any]:
     """Save the QAT ``model`` as an INT8 inference program at ``out_prefix`` (``.pdmodel/.pdiparams``).
+
+    ``fix_conv_bias`` rewrites the conv bias adds so oneDNN fuses bias and activation into the INT8 convs
+    (:mod:`training.quant_program`; numerically identical, 1.6× on PP-OCRv4 det with ``fold_affine``).
 
     Writes ``quant.json`` beside it (precision, config, kept-FP32 layers, layer → weight variable names).
     The training model is left untouched and stays usable. Returns the sidecar content plus file sizes."""
@@ -94,6 +99,7 @@ def save_int8_inference(qat_obj: Any, model: paddle.nn.Layer, out_prefix: str | 
     finally:
         if not paddle.in_dynamic_mode():  # PaddleSlim's PACT path leaves static mode on
             paddle.disable_static()
+    rewrites = {"conv_bias_fused": fuse_conv_bias(out_prefix) if fix_conv_bias else 0}
     info = getattr(model, "_ocr_quant_info", {}) or {}
     sidecar = {
         "precision": "int8",
@@ -102,6 +108,7 @@ def save_int8_inference(qat_obj: Any, model: paddle.nn.Layer, out_prefix: str | 
         "config": qcfg.to_dict(),
         "skipped_layers": list(info.get("skipped_layers", [n for n, v in layers.items() if not v["quantized"]])),
         "layers": layers,
+        "program_rewrites": rewrites,
         "paddle": paddle.__version__,
         **dict(extra or {}),
     }

@@ -75,7 +75,7 @@ def fold_affine_blocks(model: nn.Layer) -> list[str]:
             continue
         dw, pw = block.dw_conv, block.pw_conv
         if not (getattr(dw, "is_repped", False) and getattr(pw, "is_repped", False)):
-            raise ValueError(f"{name}: fold_affine needs the deploy form (backbone_form: deploy)")
+            raise ValueError(f"{name}: fold_affine needs the deploy form (model.backbone_form=deploy)")
         if dw.stride == 2 or not _is_lab(getattr(dw.act, "lab", None)):
             continue  # stride-2 layers have no activation (PaddleOCR skips it)
         conv = pw.reparam_conv
@@ -89,7 +89,7 @@ def fold_affine_blocks(model: nn.Layer) -> list[str]:
         if type(layer).__name__ != "LearnableRepLayer":
             continue
         if not getattr(layer, "is_repped", False):
-            raise ValueError(f"{name}: fold_affine needs the deploy form (backbone_form: deploy)")
+            raise ValueError(f"{name}: fold_affine needs the deploy form (model.backbone_form=deploy)")
         if not _is_lab(getattr(layer, "lab", None)):
             continue
         _fold_output_affine(layer.reparam_conv, *_scalars(layer.lab))

@@ -100,7 +100,7 @@ class Int8Engine:
     (``run(batch) -> [outputs]``, ``options.describe()``, ``input_names``/``output_names``)."""
 
     def __init__(self, model_dir: str | os.PathLike, runtime_opts: Any = None, *, num_threads: int | None = None,
-                 mkldnn_cache: int = 10) -> None:
+                 mkldnn_cache: int = 10, quiet: bool = True) -> None:
         from paddle import inference
 
         if runtime_opts is not None:  # an export.engine.RuntimeOptions (or anything with these attributes)
@@ -108,7 +108,7 @@ class Int8Engine:
             mkldnn_cache = getattr(runtime_opts, "mkldnn_cache", mkldnn_cache)
         self.model_dir = Path(model_dir)
         self.options = Int8RuntimeOptions(num_threads=num_threads, mkldnn_cache=mkldnn_cache)
-        with _stdout_silenced():  # the INT8 passes print a 30-line summary to stdout (C++ std::cout)
+        with _native_output_silenced(quiet):  # the INT8 passes print a 30-line summary (C++, fd 2)
             self._predictor = inference.create_predictor(
                 int8_inference_config(self.model_dir, num_threads, mkldnn_cache=mkldnn_cache))
         self.input_names = list(self._predictor.get_input_names())
@@ -129,21 +129,25 @@ class Int8Engine:
 
 
 @contextlib.contextmanager
-def _stdout_silenced():
-    """Redirect file descriptor 1 to /dev/null (C++ prints bypass ``sys.stdout``); the CLIs' last stdout line is
-    JSON, so the INT8 pass summary must not land there. Errors still raise and go to stderr."""
+def _native_output_silenced(enabled: bool = True):
+    """Send file descriptor 2 to /dev/null while the predictor is built: the oneDNN INT8 passes print a
+    ~30-line "quantized N ops" summary from C++ (bypassing ``sys.stderr``) for every predictor. Failures still
+    raise Python exceptions with their message."""
+    if not enabled:
+        yield
+        return
     try:
-        sys.stdout.flush()
-        saved = os.dup(1)
-    except (OSError, ValueError):  # no real fd 1 (e.g. some test runners): nothing to silence
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (some embedded runners): nothing to silence
         yield
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
         yield
     finally:
-        os.dup2(saved, 1)
+        os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
 

@@ -1,0 +1,218 @@
+"""Evaluation of record for an INT8 model: the exported INT8 directory next to its FP32 parent.
+
+Why through the exported models: the model users deploy is the model we evaluate. Both directories run
+through :func:`export.evaluate.evaluate_model` — the serving predictors' resize, Paddle Inference runtime,
+DB post-process / CTC decoding and batching — on the same eval set; the INT8 one with oneDNN INT8 kernels
+(:class:`training.quant_runtime.Int8Engine`), the FP32 one with the serving default (FP32, oneDNN). Then the
+same fixed inputs are timed on both (median, batch 1 and 8, interleaved so machine load hits both alike) and
+the file sizes are read.
+
+``export`` is the later stage; it is imported here at call time only, because this is the one function that
+needs both the QAT side (how to run INT8) and the serving side (how to evaluate).
+
+Example::
+
+    result = compare_int8_fp32("det", "runs/x/export_int8", "runs/x/export_fp32", "icdar2015:data/eval")
+    result["delta"]["hmean"], result["speedup"]["batch_8"], result["acceptance"]["ok"]
+    tracker.log_metrics(tracking_metrics(result))
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
+
+import numpy as np
+
+from training.quant_runtime import Int8Engine, is_int8_model_dir, model_size_bytes
+
+__all__ = ["MAIN_METRICS", "ACCEPTANCE", "compare_int8_fp32", "tracking_metrics", "int8_engines", "qat_report"]
+
+MAIN_METRICS = {"det": ("precision", "recall", "hmean"), "rec": ("acc", "norm_edit_dis")}
+#: the issue's acceptance: INT8 may lose at most this much of the main metric (absolute, 0–1 scale)
+ACCEPTANCE = {"det": ("hmean", 0.01), "rec": ("acc", 0.015)}
+
+
+@contextlib.contextmanager
+def int8_engines() -> Iterator[None]:
+    """While active, the serving predictors build an :class:`Int8Engine` for INT8 directories.
+
+    ``export.predictors`` creates ``InferenceEngine(model_dir, options)``, whose config is FP32; a QAT
+    directory run that way executes fake quantization in FP32 (slow, and not what is deployed). This swaps the
+    name the predictors look up for a factory that routes INT8 directories to the INT8 config and everything
+    else to the original class. Once ``export.engine`` routes INT8 directories itself, this is a no-op."""
+    import export.predictors as predictors
+
+    original = predictors.InferenceEngine
+
+    def factory(model_dir, runtime_opts=None):
+        if is_int8_model_dir(model_dir) and not getattr(runtime_opts, "use_gpu", False):
+            return Int8Engine(model_dir, runtime_opts)
+        return original(model_dir, runtime_opts)
+
+    predictors.InferenceEngine = factory
+    try:
+        yield
+    finally:
+        predictors.InferenceEngine = original
+
+
+def _latency_inputs(task: str, data_spec: str, root: str | os.PathLike | None, batch: int, det_size: int,
+                    rec_width: int) -> np.ndarray:
+    """Fixed inputs cut from the eval set itself: det the first image resized to ``det_size``², rec the first
+    ``batch`` lines at 48×``rec_width`` (the serving normalisation)."""
+    import cv2
+
+    from datasets.formats import parse_data_spec, read_det, read_rec
+    from datasets.imageio import read_image
+    from datasets.resize import normalize_det, rec_resize_norm
+
+    spec = parse_data_spec(data_spec)
+    if task == "det":
+        sample = read_det(spec.format, spec.path, root=root)[0]
+        one = normalize_det(cv2.resize(read_image(sample.image_path), (det_size, det_size)))
+        return np.stack([one] * batch).astype(np.float32)
+    from datasets.crops import crop_polygon
+
+    samples = read_rec(spec.format, spec.path, root=root)[:batch]
+    crops = []
+    for s in samples:
+        image = read_image(s.image_path)
+        crops.append(crop_polygon(image, s.points) if s.points is not None else image)
+    while len(crops) < batch:
+        crops.extend(crops[: batch - len(crops)])
+    return np.stack([rec_resize_norm(c, 48, rec_width) for c in crops]).astype(np.float32)
+
+
+def _median_ms(fns: Mapping[str, Any], x: np.ndarray, repeat: int, warmup: int) -> dict[str, float]:
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn(x)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for key, fn in fns.items():  # interleaved: load from other processes hits both alike
+            start = time.perf_counter()
+            fn(x)
+            times[key].append((time.perf_counter() - start) * 1000.0)
+    return {k: float(statistics.median(v)) for k, v in times.items()}
+
+
+def compare_int8_fp32(task: str, int8_dir: str | os.PathLike, fp32_dir: str | os.PathLike, eval_samples: str, *,
+                      root: str | os.PathLike | None = None, num_threads: int | None = None,
+                      max_samples: int | None = None, batches: Sequence[int] = (1, 8), repeat: int = 10,
+                      warmup: int = 2, det_size: int = 640, rec_width: int = 320,
+                      eval_opts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Metrics, delta, latency (median ms at each batch size) and sizes of ``int8_dir`` vs ``fp32_dir``.
+
+    ``eval_samples`` is a ``FORMAT:PATH`` spec as for ``python -m export.evaluate``. Returns a JSON-able dict
+    with ``int8``/``fp32`` (metrics, ``latency_ms`` per batch, ``size_bytes``, eval result), ``delta``
+    (INT8 − FP32 per main metric), ``speedup`` (FP32 ms / INT8 ms per batch), ``size_ratio`` and
+    ``acceptance`` (the issue's threshold: det hmean −1 point, rec acc −1.5 points)."""
+    from export.engine import InferenceEngine, RuntimeOptions
+    from export.evaluate import evaluate_model
+
+    if task not in MAIN_METRICS:
+        raise ValueError(f"task must be 'det' or 'rec', got {task!r}")
+    int8_dir, fp32_dir = Path(int8_dir), Path(fp32_dir)
+    if not is_int8_model_dir(int8_dir):
+        raise ValueError(f"{int8_dir}: not an INT8 model directory (no quant.json / inference.yml quantization)")
+    if is_int8_model_dir(fp32_dir):
+        raise ValueError(f"{fp32_dir}: this is an INT8 directory; pass the FP32 parent's export")
+    opts = RuntimeOptions(num_threads=num_threads, enable_mkldnn=True)
+    common = {"root": root, "runtime_opts": opts, "max_samples": max_samples, **dict(eval_opts or {})}
+    fp32_eval = evaluate_model(task, fp32_dir, eval_samples, **common)
+    with int8_engines():
+        int8_eval = evaluate_model(task, int8_dir, eval_samples, **common)
+
+    engines = {"fp32": InferenceEngine(fp32_dir, opts).run, "int8": Int8Engine(int8_dir, opts).run}
+    latency: dict[str, dict[str, float]] = {"fp32": {}, "int8": {}}
+    for batch in batches:
+        x = _latency_inputs(task, eval_samples, root, int(batch), det_size, rec_width)
+        medians = _median_ms(engines, x, repeat, warmup)
+        for key, ms in medians.items():
+            latency[key][f"batch_{batch}"] = round(ms, 3)
+    sizes = {"fp32": model_size_bytes(fp32_dir), "int8": model_size_bytes(int8_dir)}
+    keys = MAIN_METRICS[task]
+    delta = {k: float(int8_eval[k]) - float(fp32_eval[k]) for k in keys}
+    metric, max_drop = ACCEPTANCE[task]
+    side = {}
+    for name, result, directory in (("fp32", fp32_eval, fp32_dir), ("int8", int8_eval, int8_dir)):
+        side[name] = {"dir": str(directory), **{k: float(result[k]) for k in keys},
+                      "latency_ms": latency[name], "eval_latency_ms": result.get("latency_ms"),
+                      "size_bytes": sizes[name]["total"], "runtime": result.get("runtime"),
+                      "postprocess": result.get("postprocess")}
+    return {
+        "task": task, "data": eval_samples, "num_samples": int8_eval.get("num_images"),
+        "fp32": side["fp32"], "int8": side["int8"], "delta": delta,
+        "speedup": {b: round(latency["fp32"][b] / latency["int8"][b], 3) for b in latency["int8"]},
+        "size_ratio": round(sizes["int8"]["total"] / max(sizes["fp32"]["total"], 1), 4),
+        "acceptance": {"metric": metric, "max_drop": max_drop, "drop": -delta[metric], "ok": -delta[metric] <= max_drop},
+        "settings": {"repeat": repeat, "warmup": warmup, "batches": list(batches), "det_size": det_size,
+                     "rec_width": rec_width, "num_threads": num_threads or os.cpu_count()},
+    }
+
+
+def tracking_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """Flat numeric view for ``tracker.log_metrics`` (``int8.hmean``, ``fp32.latency_ms.batch_8``,
+    ``delta.hmean``, ``speedup.batch_1``, ``size_mb.int8``, …)."""
+    out: dict[str, float] = {}
+    task = result["task"]
+    for side in ("fp32", "int8"):
+        for k in MAIN_METRICS[task]:
+            out[f"{side}.{k}"] = float(result[side][k])
+        for b, ms in result[side]["latency_ms"].items():
+            out[f"{side}.latency_ms.{b}"] = float(ms)
+        out[f"size_mb.{side}"] = result[side]["size_bytes"] / 1e6
+    out.update({f"delta.{k}": float(v) for k, v in result["delta"].items()})
+    out.update({f"speedup.{b}": float(v) for b, v in result["speedup"].items()})
+    out["int8.acceptance_ok"] = 1.0 if result["acceptance"]["ok"] else 0.0
+    return out
+
+
+def _export_parent(task: str, parent: Mapping[str, Any], out_dir: Path, export_kwargs: Mapping[str, Any]) -> Path:
+    """An FP32 inference directory for the QAT parent: its own dir if it is one, else a fresh export."""
+    from export.jit_export import export_model
+
+    source = str(parent.get("checkpoint") or parent.get("source") or "")
+    path = Path(source).expanduser()
+    if path.is_dir() and (path / "inference.pdmodel").is_file():
+        return path
+    if not source or (path.suffix == ".pdparams"):
+        raise ValueError(f"QAT parent {source!r} cannot be exported for the comparison (use an FP32 checkpoint "
+                         "directory, an inference directory or ppocrv4_mobile as model.pretrained)")
+    export_model(task, source, out_dir, **dict(export_kwargs))
+    return out_dir
+
+
+def qat_report(task: str, checkpoint: str | os.PathLike, block: Mapping[str, Any], eval_samples: str,
+               out_dir: str | os.PathLike, *, tracker: Any = None, root: str | os.PathLike | None = None,
+               export_kwargs: Mapping[str, Any] | None = None, **compare_opts: Any) -> dict[str, Any]:
+    """End of a QAT run: export the INT8 model of ``checkpoint`` (the best one) to ``out_dir/int8``, the FP32
+    parent recorded in ``block`` to ``out_dir/fp32_parent``, compare them with :func:`compare_int8_fp32`, write
+    ``out_dir/int8_vs_fp32.json`` and, with a tracker, log the flat metrics and the JSON. Returns the result.
+
+    ``export_kwargs``: det post-process / resize for both exports (``post_params``, ``limit_side_len``,
+    ``limit_type``) so both are evaluated with the run's serving parameters."""
+    import json
+
+    from training.quant_export import export_qat_checkpoint
+
+    out_dir = Path(out_dir)
+    kwargs = dict(export_kwargs or {})
+    int8_dir = out_dir / "int8"
+    parity = export_qat_checkpoint(task, checkpoint, int8_dir, **kwargs)
+    fp32_dir = _export_parent(task, block.get("parent") or {}, out_dir / "fp32_parent", kwargs)
+    result = compare_int8_fp32(task, int8_dir, fp32_dir, eval_samples, root=root, **compare_opts)
+    result["int8"]["parity"] = {k: parity.get(k) for k in ("ok", "mean_abs_diff", "max_abs_diff", "agreement")}
+    result["parent"] = dict(block.get("parent") or {})
+    (out_dir / "int8_vs_fp32.json").write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str),
+                                               encoding="utf-8")
+    if tracker is not None:
+        tracker.log_metrics(tracking_metrics(result))
+        tracker.log_dict(json.loads(json.dumps(result, default=str)), "int8_vs_fp32.json")
+    return result

@@ -1,0 +1,84 @@
+"""Rewrites of a *saved* inference program that let Paddle Inference's oneDNN fuse passes fire.
+
+Why: Paddle 2.6's dygraph-to-static turns a conv's bias into ``reshape2(bias) → elementwise_add(conv, ·)``.
+The oneDNN ``conv_bias_mkldnn_fuse_pass`` (and, for INT8, the quantize passes that fuse bias and activation
+into ``fused_conv2d``) only match ``elementwise_add`` with the *persistable* 1-D bias on axis 1, so every conv
+of our exports keeps a separate FP32 bias add. For INT8 that is the expensive part: the INT8 conv must emit
+FP32 (``force_fp32_output``), the add and hardswish run in FP32, and a ``quantize`` op re-enters INT8 before the
+next conv — on PP-OCRv4 det that round trip happens 53 times (see ``python -m bench.int8``).
+
+:func:`fuse_conv_bias` rewrites the program back to the classic ``elementwise_add(conv, bias, axis=1)`` form
+(numerically identical) and saves it in place, so the passes fuse bias (and hardswish) into the conv and the
+INT8 chain stays INT8 between convs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
+
+__all__ = ["fuse_conv_bias", "CONV_OPS"]
+
+CONV_OPS = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "depthwise_conv2d_transpose")
+
+
+def _producers(block) -> dict[str, object]:
+    out = {}
+    for op in block.ops:
+        for name in op.output_arg_names:
+            out[name] = op
+    return out
+
+
+def fuse_conv_bias(prefix: str | os.PathLike) -> int:
+    """Rewrite ``prefix.pdmodel`` (+ ``.pdiparams``) so each conv bias add reads the 1-D bias directly.
+
+    Returns the number of bias adds rewritten (0 leaves the files untouched). Only the exact pattern
+    ``conv → elementwise_add(Y = reshape2(persistable 1-D var))`` is changed; anything else is left alone."""
+    import paddle
+
+    prefix = Path(prefix)
+    was_dynamic = paddle.in_dynamic_mode()
+    paddle.enable_static()
+    try:
+        scope = paddle.static.Scope()
+        with paddle.static.scope_guard(scope):
+            exe = paddle.static.Executor(paddle.CPUPlace())
+            program, feed_names, fetch_vars = paddle.static.load_inference_model(str(prefix), exe)
+            block = program.global_block()
+            producers = _producers(block)
+            consumers: dict[str, list] = {}
+            for op in block.ops:
+                for name in op.input_arg_names:
+                    consumers.setdefault(name, []).append(op)
+            rewritten = 0
+            for idx in reversed(range(len(block.ops))):
+                op = block.ops[idx]
+                if op.type != "reshape2":
+                    continue
+                src = op.input("X")[0]
+                var = block._find_var_recursive(src)
+                if var is None or not var.persistable or len(var.shape) != 1:
+                    continue
+                out = op.output("Out")[0]
+                users = consumers.get(out, [])
+                ok = bool(users) and all(
+                    u.type == "elementwise_add" and u.input("Y") == [out]
+                    and getattr(producers.get(u.input("X")[0]), "type", None) in CONV_OPS
+                    for u in users)
+                if not ok:
+                    continue
+                for u in users:
+                    u._rename_input(out, src)
+                    u._set_attr("axis", 1)
+                block._remove_op(idx)
+                rewritten += 1
+            if rewritten:
+                program._sync_with_cpp()
+                feed_vars = [block.var(n) for n in feed_names]
+                paddle.static.save_inference_model(str(prefix), feed_vars, fetch_vars, exe, program=program)
+    finally:
+        if was_dynamic:
+            paddle.disable_static()
+    return rewritten
