@@ -141,3 +141,35 @@ def test_cli_max_pixels(images):
     res = _run_cli(str(images["invoice"]), "--max-pixels", "1000")
     assert res.returncode == 3
     assert json.loads(res.stdout.splitlines()[0])["error"]["code"] == IMAGE_TOO_LARGE
+
+
+def test_identical_to_paddleocr_text_system(tmp_path):
+    """Same boxes, texts and order as PaddleOCR 2.10's own ``TextSystem`` (tools/infer/predict_system.py from
+    unstructured-paddleocr) on the same PP-OCRv4 files: what users compare us against."""
+    import glob
+
+    from datasets.imageio import read_image
+    from datasets.runtime import ensure_ppocr_on_path
+    from datasets.synth import generate_det_dataset
+    from export.pretrained import pretrained_dict_path, pretrained_model_dir
+
+    root = str(ensure_ppocr_on_path())
+    sys.path.insert(0, root)  # its tools/ package must win over any other top-level "tools"
+    try:
+        from tools.infer import utility
+        from tools.infer.predict_system import TextSystem
+    finally:
+        sys.path.remove(root)  # first occurrence only: ensure_ppocr_on_path's own entry stays
+
+    args = utility.init_args().parse_args([])
+    args.det_model_dir, args.rec_model_dir = str(pretrained_model_dir("det")), str(pretrained_model_dir("rec"))
+    args.rec_char_dict_path, args.use_gpu, args.show_log, args.enable_mkldnn = str(pretrained_dict_path()), False, False, False
+    paddleocr = TextSystem(args)
+    ours = OCRPipeline(runtime_opts={"enable_mkldnn": False})
+    generate_det_dataset(tmp_path, 3, kind="scene", seed=7, shift=True)
+    images = [read_image(p) for p in sorted(glob.glob(str(tmp_path / "**" / "*.jpg"), recursive=True))]
+    images.append(cv2.rotate(images[0], cv2.ROTATE_90_CLOCKWISE))  # vertical lines: crops turned 90°
+    for image in images:
+        boxes, recs, _ = paddleocr(image)
+        theirs = [(b.astype(int).tolist(), text) for b, (text, _) in zip(boxes, recs)]
+        assert theirs and [(r["points"], r["text"]) for r in ours.predict_image(image)] == theirs
