@@ -48,7 +48,7 @@ def synth_split_path(split: Mapping[str, Any], task: str, cache_dir: str | Path)
     width, height = split.get("image_size", [640, 480])
     lines = task == "rec" and split.get("rec_source", "lines") == "lines"
     tag = f"{'rec' if lines else 'det'}-{lang}-{kind}{'-shift' if shift else ''}-{width}x{height}-s{seed}-n{num}"
-    out = Path(cache_dir).expanduser() / "synth" / tag
+    out = Path(cache_dir).expanduser().resolve() / "synth" / tag
     if not (out / ".complete").is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{tag}-", dir=out.parent))

@@ -87,7 +87,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     result = {"task": "det", **{k: summary.get(k) for k in ("status", "best_metric", "best_step", "steps",
                                                              "train_time_s", "samples_per_s", "run_dir",
                                                              "best_checkpoint", "tracking_run_id")},
-              "final": summary.get("final_metrics")}
+              "final": summary.get("final_metrics"), **({"registry": summary["registry"]} if "registry" in summary else {})}
     print_result(result)
     return result
 

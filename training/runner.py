@@ -101,7 +101,22 @@ def run_training(cfg: DictConfig, parts: TaskParts, default_experiment: str) -> 
         except Exception as exc:  # noqa: BLE001 -- pictures must never fail a finished run
             log.warning("could not log eval pictures: %s", exc)
     trainer.tracker.end("FINISHED")
+    if cfg.get("registry") is not None and cfg.registry.get("register") and trainer.rank0:
+        summary = {**summary, "registry": publish(cfg, default_experiment, summary, parts)}
     return summary
+
+
+def publish(cfg: DictConfig, default_experiment: str, summary: dict, parts: TaskParts) -> dict:
+    """``registry.register=true``: export + register through the registry stage, reached by name so that
+    training never imports a later stage. A failure here is reported; the trained run stays complete."""
+    from hydra.utils import get_method
+
+    task = "det" if default_experiment.endswith("det") else "rec"
+    try:
+        return get_method("registry.publish.after_training")(cfg, task, summary, parts.train_data, parts.eval_data)
+    except Exception as exc:  # noqa: BLE001
+        log.error("registration failed (the run and its checkpoints are complete in %s): %s", summary.get("run_dir"), exc)
+        return {"error": str(exc)}
 
 
 def print_result(result: dict) -> None:
