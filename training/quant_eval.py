@@ -2,8 +2,9 @@
 
 Why through the exported models: the model users deploy is the model we evaluate. Both directories run
 through :func:`export.evaluate.evaluate_model` — the serving predictors' resize, Paddle Inference runtime,
-DB post-process / CTC decoding and batching — on the same eval set; the INT8 one with oneDNN INT8 kernels
-(:class:`training.quant_runtime.Int8Engine`), the FP32 one with the serving default (FP32, oneDNN). Then the
+DB post-process / CTC decoding and batching — on the same eval set; ``export.engine.create_engine`` gives the
+INT8 one oneDNN INT8 kernels (:class:`training.quant_runtime.Int8Engine`) and the FP32 one the serving default
+(FP32, oneDNN). Then the
 same fixed inputs are timed on both (median, batch 1 and 8, interleaved so machine load hits both alike) and
 the file sizes are read.
 
@@ -18,48 +19,23 @@ Example::
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 
 import numpy as np
 
-from training.quant_runtime import Int8Engine, is_int8_model_dir, model_size_bytes
+from training.quant_runtime import is_int8_model_dir, model_size_bytes
 
-__all__ = ["MAIN_METRICS", "ACCEPTANCE", "compare_int8_fp32", "tracking_metrics", "int8_engines", "qat_report"]
+__all__ = ["MAIN_METRICS", "ACCEPTANCE", "compare_int8_fp32", "tracking_metrics", "qat_report"]
 
 MAIN_METRICS = {"det": ("precision", "recall", "hmean"), "rec": ("acc", "norm_edit_dis")}
 #: the issue's acceptance: INT8 may lose at most this much of the main metric (absolute, 0–1 scale)
 ACCEPTANCE = {"det": ("hmean", 0.01), "rec": ("acc", 0.015)}
-
-
-@contextlib.contextmanager
-def int8_engines() -> Iterator[None]:
-    """While active, the serving predictors build an :class:`Int8Engine` for INT8 directories.
-
-    ``export.predictors`` creates ``InferenceEngine(model_dir, options)``, whose config is FP32; a QAT
-    directory run that way executes fake quantization in FP32 (slow, and not what is deployed). This swaps the
-    name the predictors look up for a factory that routes INT8 directories to the INT8 config and everything
-    else to the original class. Once ``export.engine`` routes INT8 directories itself, this is a no-op."""
-    import export.predictors as predictors
-
-    original = predictors.InferenceEngine
-
-    def factory(model_dir, runtime_opts=None):
-        if is_int8_model_dir(model_dir) and not getattr(runtime_opts, "use_gpu", False):
-            return Int8Engine(model_dir, runtime_opts)
-        return original(model_dir, runtime_opts)
-
-    predictors.InferenceEngine = factory
-    try:
-        yield
-    finally:
-        predictors.InferenceEngine = original
 
 
 def _latency_inputs(task: str, data_spec: str, root: str | os.PathLike | None, batch: int, det_size: int,
@@ -113,7 +89,7 @@ def compare_int8_fp32(task: str, int8_dir: str | os.PathLike, fp32_dir: str | os
     with ``int8``/``fp32`` (metrics, ``latency_ms`` per batch, ``size_bytes``, eval result), ``delta``
     (INT8 − FP32 per main metric), ``speedup`` (FP32 ms / INT8 ms per batch), ``size_ratio`` and
     ``acceptance`` (the issue's threshold: det hmean −1 point, rec acc −1.5 points)."""
-    from export.engine import InferenceEngine, RuntimeOptions
+    from export.engine import RuntimeOptions, create_engine
     from export.evaluate import evaluate_model
 
     if task not in MAIN_METRICS:
@@ -126,10 +102,12 @@ def compare_int8_fp32(task: str, int8_dir: str | os.PathLike, fp32_dir: str | os
     opts = RuntimeOptions(num_threads=num_threads, enable_mkldnn=True)
     common = {"root": root, "runtime_opts": opts, "max_samples": max_samples, **dict(eval_opts or {})}
     fp32_eval = evaluate_model(task, fp32_dir, eval_samples, **common)
-    with int8_engines():
-        int8_eval = evaluate_model(task, int8_dir, eval_samples, **common)
+    int8_eval = evaluate_model(task, int8_dir, eval_samples, **common)  # export.engine.create_engine → INT8
+    if (int8_eval.get("runtime") or {}).get("precision") != "int8":
+        raise RuntimeError(f"{int8_dir} was not evaluated with the oneDNN INT8 runtime (runtime "
+                           f"{int8_eval.get('runtime')}); export.engine.create_engine must route INT8 directories")
 
-    engines = {"fp32": InferenceEngine(fp32_dir, opts).run, "int8": Int8Engine(int8_dir, opts).run}
+    engines = {"fp32": create_engine(fp32_dir, opts).run, "int8": create_engine(int8_dir, opts).run}
     latency: dict[str, dict[str, float]] = {"fp32": {}, "int8": {}}
     for batch in batches:
         x = _latency_inputs(task, eval_samples, root, int(batch), det_size, rec_width)

@@ -103,9 +103,11 @@ class Int8Engine:
                  mkldnn_cache: int = 10, quiet: bool = True) -> None:
         from paddle import inference
 
+        self.shrink_memory = False
         if runtime_opts is not None:  # an export.engine.RuntimeOptions (or anything with these attributes)
             num_threads = getattr(runtime_opts, "num_threads", num_threads)
             mkldnn_cache = getattr(runtime_opts, "mkldnn_cache", mkldnn_cache)
+            self.shrink_memory = bool(getattr(runtime_opts, "shrink_memory", False))
         self.model_dir = Path(model_dir)
         self.options = Int8RuntimeOptions(num_threads=num_threads, mkldnn_cache=mkldnn_cache)
         with _native_output_silenced(quiet):  # the INT8 passes print a 30-line summary (C++, fd 2)
@@ -124,7 +126,8 @@ class Int8Engine:
         self._input.copy_from_cpu(batch)
         self._predictor.run()
         outputs = [out.copy_to_cpu() for out in self._outputs]
-        self._predictor.try_shrink_memory()
+        if self.shrink_memory:  # as InferenceEngine: only on request (it costs latency on every call)
+            self._predictor.try_shrink_memory()
         return outputs
 
 
