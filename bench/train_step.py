@@ -1,0 +1,414 @@
+"""``python -m bench.train_step``: training-step throughput of PP-OCRv4 mobile det and rec on this CPU, split
+into reader / forward / loss / backward / optimizer time, with peak RSS, ours vs a PaddleOCR-style baseline.
+
+Variants (each case runs each variant in a fresh child process, so peak RSS and start-up settings are its own):
+
+* ``baseline`` — the "straightforward PaddleOCR-style pipeline on the same model and batch": PaddleOCR's
+  multi-branch training form of the backbone (``backbone_form=train``), a plain loop (forward, loss, backward,
+  ``optimizer.step``, ``clear_grad``, ``float()`` of each loss like ``tools/program.py``), stock runtime
+  (``OCR_CPU_TUNING=none``: MKL's default dispatch, glibc defaults).
+* ``before`` — our training path before the speed-ups of issue 9: deploy form through :class:`Trainer`, stock runtime.
+* ``ours`` — our training path as it runs now: deploy form, :class:`Trainer`, CPU tuning on
+  (:func:`datasets.runtime.cpu_tuning_enabled`: MKL AVX2 dispatch on AMD, glibc keeps freed memory,
+  cheap conv-bias add).
+* ``--ablate`` adds ``ours:mkl`` and ``ours:mkl,malloc`` (one speed-up at a time).
+
+All variants share the reader (``datasets.loaders`` with ``--workers`` processes on synthetic data, augmentation
+from ``conf/aug``), the optimizer (AdamW, grad clip 10, cosine schedule) and random initial weights (speed does
+not depend on their values). ``reader`` is the time the step waited for its batch; ``other`` is what the loop
+does besides the five phases (trainer bookkeeping, ``clear_grad``, schedule). ``cpu s/step`` is this process's
+user+sys CPU time per step — on a busy shared machine it is steadier than wall time. The first ``--warmup``
+steps (allocations, worker start-up) are not counted.
+
+    python -m bench.train_step [--quick] [--cases det640x8 rec320x32 …] [--variants baseline ours]
+                               [--steps 2] [--warmup 1] [--workers 2] [--threads 1] [--ablate] [--json FILE]
+"""
+from __future__ import annotations
+
+import datasets  # noqa: F401  -- project start-up (zlib, MKL, threads) before paddle
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from bench.common import (ROOT, child_env, fmt, machine, make_console, peak_rss_mb, print_header, run_child,
+                          versions, write_json)
+
+__all__ = ["CASES", "VARIANTS", "Case", "Variant", "run", "main"]
+
+PHASES = ("reader", "forward", "loss", "backward", "optimizer", "other")
+
+OPTIM = {"name": "adamw", "lr": 1e-4, "weight_decay": 1e-4, "grad_clip": 10.0, "scheduler": "cosine",
+         "warmup_steps": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One model + input size + batch size."""
+
+    task: str
+    size: int  # det: square side; rec: width at height 48
+    batch: int
+
+    @property
+    def inputs(self) -> str:
+        return f"3×{self.size}×{self.size}" if self.task == "det" else f"3×48×{self.size}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """How a case is trained: backbone form, loop (plain or our Trainer) and ``OCR_CPU_TUNING``."""
+
+    form: str
+    loop: str
+    tuning: str
+    what: str
+
+
+CASES: dict[str, Case] = {
+    "det640x8": Case("det", 640, 8),
+    "det320x2": Case("det", 320, 2),
+    "rec320x32": Case("rec", 320, 32),
+    "rec320x8": Case("rec", 320, 8),
+}
+QUICK_CASES = ("det320x2", "rec320x8")
+
+VARIANTS: dict[str, Variant] = {
+    "baseline": Variant("train", "plain", "none", "PaddleOCR-style: train form, plain loop, stock runtime"),
+    "before": Variant("deploy", "trainer", "none", "ours before issue 9: deploy form, Trainer, stock runtime"),
+    "ours:mkl": Variant("deploy", "trainer", "mkl", "deploy form, Trainer, + MKL AVX2 dispatch"),
+    "ours:mkl,malloc": Variant("deploy", "trainer", "mkl,malloc", "… + glibc keeps freed memory"),
+    "ours": Variant("deploy", "trainer", "all", "ours: deploy form, Trainer, all CPU tuning"),
+    "baseline+tuning": Variant("train", "plain", "mkl,malloc", "train form, plain loop, MKL + malloc tuning"),
+}
+DEFAULT_VARIANTS = ("baseline", "before", "ours")
+ABLATION = ("ours:mkl", "ours:mkl,malloc")
+
+
+# ------------------------------------------------------------------------------------------------ child side
+class _Clock:
+    """Per-step wall time of each phase, plus the step's total wall and CPU time."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, float]] = []
+        self.current: dict[str, float] | None = None
+
+    def begin(self) -> None:
+        self.current = {p: 0.0 for p in PHASES}
+        self.current["_t0"] = time.perf_counter()
+        self.current["_c0"] = time.process_time()
+
+    def add(self, phase: str, seconds: float) -> None:
+        if self.current is not None:
+            self.current[phase] += seconds
+
+    def end(self) -> None:
+        cur = self.current
+        if cur is None:
+            return
+        cur["total"] = time.perf_counter() - cur.pop("_t0")
+        cur["cpu"] = time.process_time() - cur.pop("_c0")
+        cur["other"] = max(0.0, cur["total"] - sum(cur[p] for p in PHASES if p != "other"))
+        self.steps.append(cur)
+        self.current = None
+
+    def timed(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.add(phase, time.perf_counter() - start)
+        return wrapper
+
+
+class _TimedLoader:
+    """A DataLoader stand-in that starts a step on every ``next()`` and books the wait as reader time.
+
+    Everything else (``batch_sampler``, ``dataset``, ``len``) is the wrapped loader's, so the Trainer's epoch and
+    resume handling sees the real thing."""
+
+    def __init__(self, loader: Any, clock: _Clock) -> None:
+        self._loader = loader
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+    def __iter__(self) -> Iterator[Any]:
+        inner = iter(self._loader)
+        while True:
+            self._clock.begin()
+            start = time.perf_counter()
+            try:
+                batch = next(inner)
+            except StopIteration:
+                self._clock.current = None
+                return
+            self._clock.add("reader", time.perf_counter() - start)
+            yield batch
+
+
+def _build_data(spec: dict[str, Any]):
+    """The same datasets the training tasks build, on the parent's synthetic data."""
+    import yaml
+
+    from datasets.loaders import DetTrainDataset, RecDataset, build_loader
+
+    if spec["task"] == "det":
+        from datasets.icdar2015 import read_icdar2015
+
+        aug = yaml.safe_load((ROOT / "conf" / "aug" / "det_default.yaml").read_text())
+        dataset = DetTrainDataset(read_icdar2015(spec["det_root"]), aug, size=spec["size"], seed=0)
+    else:
+        from datasets.charset import Charset
+        from datasets.ppocr_label import read_ppocr_rec
+
+        aug = yaml.safe_load((ROOT / "conf" / "aug" / "rec_default.yaml").read_text())
+        dataset = RecDataset(read_ppocr_rec(spec["rec_label"]), Charset.default(), 48, spec["size"], aug, seed=0,
+                             max_text_len=spec["size"] // 8, on_error="skip", min_width=spec["size"])
+    loader = build_loader(dataset, spec["batch"], num_workers=spec["workers"], shuffle=True, seed=0, drop_last=True)
+    needed = spec["warmup"] + spec["steps"]
+    if len(loader) < needed:
+        raise RuntimeError(f"{len(loader)} batches of synthetic data, need {needed}")
+    return loader
+
+
+def _build_model_and_loss(spec: dict[str, Any]):
+    from training.losses import CTCRecLoss, DetLoss
+    from training.models import build_model
+
+    if spec["task"] == "det":
+        from datasets.loaders import DetTrainDataset
+
+        model = build_model({"arch": "ppocrv4_mobile_det", "backbone_form": spec["form"]})
+        det_loss, fields = DetLoss(), DetTrainDataset.FIELDS
+
+        def loss_fn(outputs, batch):
+            return det_loss(outputs, dict(zip(fields, batch)))
+    else:
+        from datasets.charset import Charset
+
+        model = build_model({"arch": "ppocrv4_mobile_rec", "backbone_form": spec["form"],
+                             "num_classes": Charset.default().num_classes})
+        rec_loss = CTCRecLoss()
+
+        def loss_fn(outputs, batch):
+            return rec_loss(outputs, {"image": batch[0], "label": batch[1], "length": batch[2]})
+    return model, loss_fn
+
+
+def _plain_loop(model, forward_fn, loss_fn, loader, clock: _Clock, total_steps: int) -> dict[str, Any]:
+    """PaddleOCR ``tools/program.py``'s inner loop, minus its logging and eval."""
+    from training.trainer.optim import build_optimizer
+
+    optimizer, scheduler = build_optimizer(OPTIM, model, total_steps)
+    optimizer.step = clock.timed("optimizer", optimizer.step)
+    model.train()
+    iterator = iter(loader)
+    for _ in range(total_steps):
+        batch = next(iterator)
+        losses = loss_fn(forward_fn(model, batch), batch)
+        losses["loss"].backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        scheduler.step()
+        _ = {k: float(v) for k, v in losses.items()}
+        clock.end()
+    return {}
+
+
+def _trainer_loop(model, forward_fn, loss_fn, loader, clock: _Clock, total_steps: int) -> dict[str, Any]:
+    """Our :class:`~training.trainer.Trainer`, its hooks timed; a step ends after the trainer's bookkeeping
+    (``_report_step``), so ``other`` holds the trainer's own per-step overhead."""
+    from training.trainer import Trainer
+
+    trainer_cfg = {"max_steps": total_steps, "eval_at_end": False, "save_every": 0, "log_every": 10_000,
+                   "progress_bar": False, "summary": False, "upload_best_checkpoint": False, "seed": 0}
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(model, loss_fn, loader, trainer_cfg, OPTIM, run_dir, forward_fn=forward_fn)
+        trainer.optimizer.step = clock.timed("optimizer", trainer.optimizer.step)
+        report_step = trainer._report_step
+
+        def report_and_end(*args: Any, **kwargs: Any) -> Any:
+            out = report_step(*args, **kwargs)
+            clock.end()
+            return out
+
+        trainer._report_step = report_and_end
+        trainer.fit()
+    switched = sum(1 for layer in model.sublayers(include_self=True) if "forward" in layer.__dict__)
+    return {"conv_bias_switched": switched}
+
+
+def child_main(spec: dict[str, Any]) -> dict[str, Any]:
+    """Measure one (case, variant) in this process; returns the JSON the parent reads."""
+    import paddle
+
+    from datasets import runtime
+
+    clock = _Clock()
+    paddle.seed(0)
+    loader = _TimedLoader(_build_data(spec), clock)
+    model, loss_fn = _build_model_and_loss(spec)
+    num_params = int(sum(int(p.size) for p in model.parameters()))
+
+    def forward(m, batch):
+        return m(batch[0])
+
+    loop = _plain_loop if spec["loop"] == "plain" else _trainer_loop
+    original_backward = paddle.Tensor.backward
+    paddle.Tensor.backward = clock.timed("backward", original_backward)
+    try:
+        extra = loop(model, clock.timed("forward", forward), clock.timed("loss", loss_fn), loader, clock,
+                     spec["warmup"] + spec["steps"])
+    finally:
+        paddle.Tensor.backward = original_backward
+    timed = clock.steps[spec["warmup"]:]
+    if not timed:
+        raise RuntimeError(f"no timed steps ({len(clock.steps)} recorded)")
+    mean = {k: statistics.fmean(s[k] for s in timed) for k in (*PHASES, "total", "cpu")}
+    return {
+        "num_params": num_params,
+        "phases_s": {p: round(mean[p], 4) for p in PHASES},
+        "step_s": round(mean["total"], 4),
+        "cpu_s": round(mean["cpu"], 4),
+        "samples_per_s": round(spec["batch"] / mean["total"], 4),
+        "warmup_step_s": [round(s["total"], 3) for s in clock.steps[:spec["warmup"]]],
+        "steps_s": [round(s["total"], 3) for s in timed],
+        "peak_rss_mb": peak_rss_mb(),
+        "mkl_debug_cpu_type": os.environ.get("MKL_DEBUG_CPU_TYPE"),
+        "cpu_tuning": os.environ.get("OCR_CPU_TUNING"),
+        "malloc_tuned": runtime.cpu_tuning_enabled("malloc") and spec["loop"] == "trainer",
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+        **extra,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ parent side
+def _make_data(root: Path, cases: list[Case], warmup: int, steps: int) -> dict[str, str]:
+    """Synthetic det pages and rec lines, just enough for the largest case of each task (+1 batch spare)."""
+    from datasets.synth import generate_det_dataset, generate_rec_dataset
+
+    out: dict[str, str] = {}
+    det = [c.batch for c in cases if c.task == "det"]
+    rec = [c.batch for c in cases if c.task == "rec"]
+    if det:
+        out["det_root"] = str(generate_det_dataset(root / "det", (warmup + steps + 1) * max(det), "icdar2015",
+                                                   seed=0, image_size=(1280, 720)))
+    if rec:  # some lines may be dropped by the CTC length check: a quarter more
+        num = int((warmup + steps + 1) * max(rec) * 1.25) + 8
+        out["rec_label"] = str(generate_rec_dataset(root / "rec", num, seed=0))
+    return out
+
+
+def run(case_names: list[str], variant_names: list[str], *, steps: int = 2, warmup: int = 1, workers: int = 2,
+        threads: int = 1, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Every (case, variant) in its own child process, variants of a case back to back (similar machine
+    load); returns the report (also the JSON written by :func:`main`)."""
+    cases = [CASES[n] for n in case_names]
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _make_data(Path(tmp), cases, warmup, steps)
+        for name, case in zip(case_names, cases):
+            for vname in variant_names:
+                variant = VARIANTS[vname]
+                spec = {"task": case.task, "size": case.size, "batch": case.batch, "form": variant.form,
+                        "loop": variant.loop, "workers": workers, "warmup": warmup, "steps": steps, **data}
+                env = child_env({"OCR_CPU_TUNING": variant.tuning, "OCR_NUM_THREADS": str(threads),
+                                 "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+                progress(f"{name} · {vname} …")
+                t0 = time.perf_counter()
+                result = run_child("bench.train_step", ["--child", json.dumps(spec)], env)
+                rows.append({"case": name, "task": case.task, "inputs": case.inputs, "batch": case.batch,
+                             "variant": vname, "form": variant.form, "loop": variant.loop, "tuning": variant.tuning,
+                             "wall_s": round(time.perf_counter() - t0, 1), **result})
+    _add_ratios(rows)
+    return {"machine": machine(), "versions": versions(("paddleslim", "unstructured_paddleocr")),
+            "settings": {"steps": steps, "warmup": warmup, "workers": workers, "threads": threads,
+                         "optimizer": OPTIM, "weights": "random init (speed does not depend on values)"},
+            "variants": {k: dataclasses.asdict(VARIANTS[k]) for k in variant_names},
+            "results": rows, "total_s": round(time.perf_counter() - started, 1)}
+
+
+def _add_ratios(rows: list[dict[str, Any]]) -> None:
+    """samples/s and CPU time of each row relative to the same case's ``baseline`` and ``before`` rows."""
+    by_case: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        by_case.setdefault(row["case"], {})[row["variant"]] = row
+    for row in rows:
+        for ref in ("baseline", "before"):
+            other = by_case[row["case"]].get(ref)
+            if other is not None:
+                row[f"speedup_vs_{ref}"] = round(row["samples_per_s"] / other["samples_per_s"], 3)
+                row[f"cpu_speedup_vs_{ref}"] = round(other["cpu_s"] / row["cpu_s"], 3)
+
+
+def _print(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = make_console()
+    s = report["settings"]
+    inputs = (", ".join(sorted({f"{r['task']} {r['inputs']} batch {r['batch']}" for r in report["results"]}))
+              + f"; synthetic data, {s['workers']} DataLoader workers; {s['warmup']} warm-up + {s['steps']} timed steps")
+    print_header(console, report, inputs)
+    table = Table(title=f"training step (threads {s['threads']}; seconds per step, mean of timed steps)")
+    for col in ("case", "variant", "samples/s", "s/step", "reader", "fwd", "loss", "bwd", "optim", "other",
+                "cpu s/step", "peak RSS MB", "× baseline", "× before"):
+        table.add_column(col, justify="left" if col in ("case", "variant") else "right")
+    for r in report["results"]:
+        ph = r["phases_s"]
+        table.add_row(f"{r['task']} {r['inputs']} b{r['batch']}", r["variant"], fmt(r["samples_per_s"]),
+                      fmt(r["step_s"]), *(fmt(ph[p]) for p in PHASES), fmt(r["cpu_s"]), fmt(r["peak_rss_mb"], 0),
+                      fmt(r.get("speedup_vs_baseline")), fmt(r.get("speedup_vs_before")))
+    console.print(table)
+    for name, v in report["variants"].items():
+        console.print(f"  [bold]{name}[/]: {v['what']}")
+    console.print("  × columns: samples/s ratio to that case's baseline / before row, measured in this run; "
+                  f"total bench time {report['total_s']} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.train_step", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=None)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(DEFAULT_VARIANTS))
+    parser.add_argument("--ablate", action="store_true", help="also run ours with one speed-up at a time")
+    parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_CASES)}")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per run")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed first steps per run")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (conf/data default)")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OCR_NUM_THREADS", "1")),
+                        help="OCR_NUM_THREADS/OMP/MKL threads of the children (project default 1)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="default outputs/bench/train_step.json")
+    parser.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child_main(json.loads(args.child))))
+        return 0
+    cases = args.cases or list(QUICK_CASES if args.quick else CASES)
+    variants = list(args.variants)
+    if args.ablate:
+        variants = [v for v in variants if v != "ours"] + [v for v in ABLATION if v not in variants] + ["ours"]
+    report = run(cases, variants, steps=args.steps, warmup=args.warmup, workers=args.workers, threads=args.threads,
+                 progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    _print(report)
+    path = write_json(report, args.json, "train_step.json")
+    print(f"wrote {path}", file=sys.stderr)
+    print(json.dumps({"json": str(path), "results": [{k: r[k] for k in ("case", "variant", "samples_per_s")}
+                                                     for r in report["results"]]}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
