@@ -78,7 +78,7 @@ def rec_batch_width(images: Sequence[np.ndarray], height: int = 48, min_width: i
     """Padded width for a batch: wide enough for its widest line (PaddleOCR's max_wh_ratio rule), never
     below ``min_width``, so long lines are not squashed."""
     ratio = max((im.shape[1] / max(im.shape[0], 1) for im in images), default=min_width / height)
-    width = max(min_width, int(math.ceil(height * ratio)))
+    width = max(min_width, int(height * ratio))  # int(), not ceil: PaddleOCR's rule, so batches pad identically
     return min(width, max_width) if max_width else width
 
 

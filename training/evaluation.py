@@ -18,17 +18,18 @@ from datasets.imageio import read_image
 from datasets.resize import det_preprocess, rec_preprocess_batch
 from datasets.sample import DetSample, RecSample
 from training.metrics import DetMetric, RecMetric
-from training.postprocess import DBPostProcess, ctc_greedy_decode
+from training.postprocess import DBPostProcess, ctc_greedy_decode, filter_det_boxes
 
 __all__ = ["DetEvaluator", "RecEvaluator", "det_predict", "rec_predict", "rec_line_image"]
 
 
 def det_predict(model, image: np.ndarray, post: DBPostProcess, limit_side_len: int, limit_type: str):
-    """Detections (points, score) of one BGR image, in its own pixel coordinates."""
+    """Detections (points, score) of one BGR image, in its own pixel coordinates — the serving post-process,
+    final box filter included."""
     batch, (src_h, src_w, _, _) = det_preprocess(image, limit_side_len, limit_type)
     with paddle.no_grad():
         prob = model(paddle.to_tensor(batch))["maps"].numpy()[0, 0]
-    return post(prob, (src_h, src_w))
+    return filter_det_boxes(post(prob, (src_h, src_w)), src_h, src_w, post.box_type)
 
 
 def rec_line_image(sample: RecSample) -> np.ndarray:
@@ -99,7 +100,7 @@ class RecEvaluator:
     """``eval_fn`` for the recogniser: accuracy and 1 − normalised edit distance on ``samples``."""
 
     def __init__(self, samples: Sequence[RecSample], charset: Charset, normalize: Mapping[str, Any] | None = None,
-                 height: int = 48, min_width: int = 320, max_width: int | None = None, batch_size: int = 16):
+                 height: int = 48, min_width: int = 320, max_width: int | None = None, batch_size: int = 6):
         self.samples = list(samples)
         self.charset = charset
         self.normalize = dict(normalize or {})

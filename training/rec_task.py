@@ -46,7 +46,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                            charset=charset, rec_width=max_width)
     log.info(eval_data.describe())
     normalize = OmegaConf.to_container(cfg.metric, resolve=True)
-    evaluator = RecEvaluator(eval_data.samples, charset, normalize, height, min_width, max_width)
+    # serving's batch rule (batch 6, padded to the widest line, no cap) so eval matches export.evaluate
+    evaluator = RecEvaluator(eval_data.samples, charset, normalize, height, min_width, None)
     charset_info = {"charset": charset.to_dict()}
     if cfg.mode == "eval":
         model.eval()
