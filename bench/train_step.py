@@ -99,6 +99,7 @@ class _Clock:
     def __init__(self) -> None:
         self.steps: list[dict[str, float]] = []
         self.current: dict[str, float] | None = None
+        self.on_step_end: Callable[[int], None] | None = None
 
     def begin(self) -> None:
         self.current = {p: 0.0 for p in PHASES}
@@ -118,6 +119,8 @@ class _Clock:
         cur["other"] = max(0.0, cur["total"] - sum(cur[p] for p in PHASES if p != "other"))
         self.steps.append(cur)
         self.current = None
+        if self.on_step_end is not None:
+            self.on_step_end(len(self.steps))
 
     def timed(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -251,6 +254,54 @@ def _trainer_loop(model, forward_fn, loss_fn, loader, clock: _Clock, total_steps
     return {"conv_bias_switched": switched}
 
 
+#: op-name fragment → category of the profile table (first match wins; names are Paddle's event names such as
+#: ``depthwise_conv2d dygraph`` for a forward op and ``DepthwiseConv2dGradNode`` for its backward)
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("depthwise conv", ("depthwise",)),
+    ("conv transpose", ("conv2d_transpose", "conv2dtranspose")),
+    ("conv (dense)", ("conv2d",)),
+    ("matmul / linear", ("matmul", "linear")),
+    ("bias / affine / residual (add, mul)", ("add", "multiply", "subtract", "divide", "scale")),
+    ("activations", ("hardswish", "hardsigmoid", "relu", "sigmoid", "swish", "gelu", "softmax")),
+    ("batch / layer norm", ("batch_norm", "batchnorm", "layer_norm", "layernorm")),
+    ("CTC loss", ("warpctc",)),
+    ("optimizer (AdamW, clip)", ("adamw", "clip", "squared_l2_norm", "sqrt", "maximum", "elementwise_max")),
+    ("resize / pool / reshape / concat", ("interp", "pool", "reshape", "concat", "slice", "transpose", "flatten",
+                                          "squeeze", "split", "pad", "flip", "stack")),
+)
+
+
+def _category(name: str) -> str:
+    low = name.lower()
+    for category, fragments in CATEGORIES:
+        if any(f in low for f in fragments):
+            return category
+    return "other (DB loss reductions, casts, …)"
+
+
+def _profile_summary(prof: Any, steps: int) -> dict[str, Any]:
+    """Per-op and per-category wall ms per step from a stopped ``paddle.profiler.Profiler``.
+
+    Only top-level operator events are summed (forward ops and backward grad nodes), so nothing is counted twice."""
+    from paddle.profiler.profiler_statistic import StatisticData
+
+    data = StatisticData(prof.profiler_result.get_data(), prof.profiler_result.get_extra_info())
+    ops = {name: (item.cpu_time / 1e6 / steps, item.call / steps) for name, item in data.event_summary.items.items()}
+    total = sum(ms for ms, _ in ops.values()) or 1.0
+    cats: dict[str, dict[str, float]] = {}
+    for name, (ms, _) in ops.items():
+        side = "backward" if "grad" in name.lower() else "forward"
+        entry = cats.setdefault(_category(name), {"forward": 0.0, "backward": 0.0})
+        entry[side] += ms
+    categories = sorted(({"category": c, "ms": round(v["forward"] + v["backward"], 1),
+                          "backward_ms": round(v["backward"], 1),
+                          "share": round((v["forward"] + v["backward"]) / total, 4)} for c, v in cats.items()),
+                        key=lambda r: -r["share"])
+    top = sorted(({"op": n, "ms": round(ms, 1), "calls": round(c, 1), "share": round(ms / total, 4)}
+                  for n, (ms, c) in ops.items()), key=lambda r: -r["ms"])[:20]
+    return {"op_ms_per_step": round(total, 1), "categories": categories, "top_ops": top}
+
+
 def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one (case, variant) in this process; returns the JSON the parent reads."""
     import paddle
@@ -267,6 +318,18 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
         return m(batch[0])
 
     loop = _plain_loop if spec["loop"] == "plain" else _trainer_loop
+    prof = None
+    if spec.get("profile"):  # record the timed steps only (the warm-up allocates and builds caches)
+        import paddle.profiler as profiler
+
+        prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU], on_trace_ready=lambda _: None)
+
+        def toggle(done: int) -> None:
+            if done == spec["warmup"]:
+                prof.start()
+            elif done == spec["warmup"] + spec["steps"]:
+                prof.stop()
+        clock.on_step_end = toggle
     original_backward = paddle.Tensor.backward
     paddle.Tensor.backward = clock.timed("backward", original_backward)
     try:
@@ -274,6 +337,8 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
                      spec["warmup"] + spec["steps"])
     finally:
         paddle.Tensor.backward = original_backward
+    if prof is not None:
+        extra["profile"] = _profile_summary(prof, spec["steps"])
     timed = clock.steps[spec["warmup"]:]
     if not timed:
         raise RuntimeError(f"no timed steps ({len(clock.steps)} recorded)")
@@ -313,9 +378,12 @@ def _make_data(root: Path, cases: list[Case], warmup: int, steps: int) -> dict[s
 
 
 def run(case_names: list[str], variant_names: list[str], *, steps: int = 2, warmup: int = 1, workers: int = 2,
-        threads: int = 1, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+        threads: int = 1, profile: bool = False, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Every (case, variant) in its own child process, variants of a case back to back (similar machine
-    load); returns the report (also the JSON written by :func:`main`)."""
+    load); returns the report (also the JSON written by :func:`main`). With ``profile`` the timed steps run
+    under ``paddle.profiler`` (slower; use the result for where the time goes, not for throughput)."""
+    if profile and warmup < 1:
+        raise ValueError("profiling needs warmup >= 1 (the profiler starts after the warm-up steps)")
     cases = [CASES[n] for n in case_names]
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -325,7 +393,8 @@ def run(case_names: list[str], variant_names: list[str], *, steps: int = 2, warm
             for vname in variant_names:
                 variant = VARIANTS[vname]
                 spec = {"task": case.task, "size": case.size, "batch": case.batch, "form": variant.form,
-                        "loop": variant.loop, "workers": workers, "warmup": warmup, "steps": steps, **data}
+                        "loop": variant.loop, "workers": workers, "warmup": warmup, "steps": steps, "profile": profile,
+                        **data}
                 env = child_env({"OCR_CPU_TUNING": variant.tuning, "OCR_NUM_THREADS": str(threads),
                                  "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
                 progress(f"{name} · {vname} …")
@@ -336,7 +405,7 @@ def run(case_names: list[str], variant_names: list[str], *, steps: int = 2, warm
                              "wall_s": round(time.perf_counter() - t0, 1), **result})
     _add_ratios(rows)
     return {"machine": machine(), "versions": versions(("paddleslim", "unstructured_paddleocr")),
-            "settings": {"steps": steps, "warmup": warmup, "workers": workers, "threads": threads,
+            "settings": {"steps": steps, "warmup": warmup, "workers": workers, "threads": threads, "profile": profile,
                          "optimizer": OPTIM, "weights": "random init (speed does not depend on values)"},
             "variants": {k: dataclasses.asdict(VARIANTS[k]) for k in variant_names},
             "results": rows, "total_s": round(time.perf_counter() - started, 1)}
@@ -377,6 +446,24 @@ def _print(report: dict[str, Any]) -> None:
         console.print(f"  [bold]{name}[/]: {v['what']}")
     console.print("  × columns: samples/s ratio to that case's baseline / before row, measured in this run; "
                   f"total bench time {report['total_s']} s")
+    for r in report["results"]:
+        if "profile" in r:
+            _print_profile(console, r)
+
+
+def _print_profile(console: Any, row: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    prof = row["profile"]
+    table = Table(title=f"where the op time goes: {row['task']} {row['inputs']} b{row['batch']} · {row['variant']} "
+                        f"({prof['op_ms_per_step']:.0f} ms of ops per step, paddle.profiler)")
+    for col in ("category", "ms/step", "of which backward", "share"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for c in prof["categories"]:
+        table.add_row(c["category"], fmt(c["ms"], 0), fmt(c["backward_ms"], 0), f"{100 * c['share']:.1f} %")
+    console.print(table)
+    top = ", ".join(f"{o['op']} {100 * o['share']:.1f} %" for o in prof["top_ops"][:8])
+    console.print(f"  top ops: {top}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (conf/data default)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OCR_NUM_THREADS", "1")),
                         help="OCR_NUM_THREADS/OMP/MKL threads of the children (project default 1)")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the timed steps under paddle.profiler and print where the op time goes "
+                             "(writes outputs/bench/train_profile.json unless --json)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="default outputs/bench/train_step.json")
     parser.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -401,9 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.ablate:
         variants = [v for v in variants if v != "ours"] + [v for v in ABLATION if v not in variants] + ["ours"]
     report = run(cases, variants, steps=args.steps, warmup=args.warmup, workers=args.workers, threads=args.threads,
-                 progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+                 profile=args.profile, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     _print(report)
-    path = write_json(report, args.json, "train_step.json")
+    path = write_json(report, args.json, "train_profile.json" if args.profile else "train_step.json")
     print(f"wrote {path}", file=sys.stderr)
     print(json.dumps({"json": str(path), "results": [{k: r[k] for k in ("case", "variant", "samples_per_s")}
                                                      for r in report["results"]]}))
