@@ -54,7 +54,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "skip_se": {"skip": _BASE_SKIP + ["@se"], "fold_affine": False},
     "fold": {"skip": _BASE_SKIP, "fold_affine": True},
     "fold_skip_se": {"skip": _BASE_SKIP + ["@se"], "fold_affine": True},
-    "fold_skip_head": {"skip": _BASE_SKIP + ["@se", "@db_head"], "fold_affine": True},
+    "fold_skip_bse": {"skip": _BASE_SKIP + ["@backbone_se"], "fold_affine": True},
+    "fold_skip_head": {"skip": _BASE_SKIP + ["@backbone_se", "@db_head"], "fold_affine": True},
 }
 VARIANT_NOTES = {
     "default": "conf/quant/qat_int8.yaml as it is",
@@ -64,7 +65,8 @@ VARIANT_NOTES = {
     "skip_se": "plain + SE convs kept FP32",
     "fold": "plain + learnable affine blocks folded into convs (training/quant_fold.py)",
     "fold_skip_se": "fold + SE convs kept FP32",
-    "fold_skip_head": "fold_skip_se + DB head convs kept FP32",
+    "fold_skip_bse": "fold + backbone SE convs kept FP32",
+    "fold_skip_head": "fold_skip_bse + DB head convs kept FP32",
 }
 
 

@@ -198,7 +198,7 @@ def test_skipped_layers_have_no_fake_quant_in_saved_program(qat_rec):
 
     info = qat_rec["info"]
     skipped = set(info["skipped_layers"])
-    assert {"backbone.conv1.conv", "head.ctc_head.fc"} <= skipped  # @first_conv, @ctc_fc
+    assert {"backbone.conv1.conv", "head.ctc_head.fc"} <= skipped  # @first_conv, @ctc_fc; @backbone_se:
     assert {n for n in skipped if ".se." in n} == {f"backbone.blocks6.{i}.se.conv{j}" for i in (0, 1) for j in (1, 2)}
     layers = saved_program_report(qat_rec["dir"])["layers"]
     for name, entry in info["layers"].items():

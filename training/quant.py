@@ -215,9 +215,10 @@ def _alias_hits(alias: str, candidates: list[str], model: nn.Layer) -> list[str]
         return [n for n in candidates if n.endswith("ctc_head.fc") or n == "head.fc"]
     if alias == "@db_head":
         return [n for n in candidates if n.startswith(("head.binarize.", "head.thresh."))]
-    if alias == "@se":
-        return [n for n in candidates if any(part in ("se", "se_block", "mid_se") or part.startswith("se_")
+    if alias in ("@se", "@backbone_se"):
+        hits = [n for n in candidates if any(part in ("se", "se_block", "mid_se") or part.startswith("se_")
                                              for part in n.split("."))]
+        return [n for n in hits if n.startswith("backbone.")] if alias == "@backbone_se" else hits
     raise QuantConfigError(f"quant.skip alias {alias!r} is unknown; aliases: {sorted(SKIP_ALIASES)}")
 
 
@@ -226,7 +227,8 @@ SKIP_ALIASES = {
     "@first_conv": "the first conv (sees the raw normalised image)",
     "@ctc_fc": "the CTC classifier (rec)",
     "@db_head": "the DB head convs (det)",
-    "@se": "squeeze-and-excitation convs",
+    "@se": "squeeze-and-excitation convs (backbone and neck)",
+    "@backbone_se": "the backbone's SE convs (quantized, they wreck PP-OCRv4 rec)",
 }
 
 

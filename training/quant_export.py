@@ -92,6 +92,9 @@ def save_int8_inference(qat_obj: Any, model: paddle.nn.Layer, out_prefix: str | 
     frozen.eval()
     qcfg = QuantConfig.from_mapping(getattr(qat_obj, "_ocr_qcfg", None) or _qcfg_from_slim(qat_obj))
     layers = _layer_params(frozen)
+    # PACT: PaddleSlim re-quantizes its pre-wrap copy ``_model`` (without PACT) to save, in place — keep a
+    # pristine copy so a second save does not wrap an already wrapped network.
+    pristine = copy.deepcopy(qat_obj._model) if getattr(qat_obj, "_model", None) is not None else None
     try:
         qat_obj.save_quantized_model(frozen, str(out_prefix), input_spec=list(input_spec))
     except Exception as exc:
@@ -99,6 +102,8 @@ def save_int8_inference(qat_obj: Any, model: paddle.nn.Layer, out_prefix: str | 
     finally:
         if not paddle.in_dynamic_mode():  # PaddleSlim's PACT path leaves static mode on
             paddle.disable_static()
+        if pristine is not None:
+            qat_obj._model = pristine
     rewrites = {"conv_bias_fused": fuse_conv_bias(out_prefix) if fix_conv_bias else 0}
     info = getattr(model, "_ocr_quant_info", {}) or {}
     sidecar = {
