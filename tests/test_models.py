@@ -112,7 +112,7 @@ def test_head_mismatch_errors_unless_reinit(charset):
     np.testing.assert_array_equal(model.head.ctc_head.fc.weight.numpy(), fresh_fc)
 
 
-def test_extended_charset_keeps_old_rows(charset):
+def test_extended_charset_keeps_old_rows(charset, line_image):
     extended = charset.extend(["㐀", "㐁"])
     cfg = {"arch": "ppocrv4_mobile_rec", "num_classes": extended.num_classes}
     model = build_model(cfg)
@@ -124,3 +124,11 @@ def test_extended_charset_keeps_old_rows(charset):
     for ch in ["增", "A", " "]:
         np.testing.assert_array_equal(new_w[:, extended.index_of(ch)], old_w[:, charset.index_of(ch)])
     np.testing.assert_array_equal(new_w[:, 0], old_w[:, 0])
+
+    # and the extended model still reads old text exactly like the base model (new rows start silent)
+    batch = paddle.to_tensor(rec_preprocess_batch([line_image(LINE)]))
+    model.eval()
+    with paddle.no_grad():
+        ids = model(batch).numpy()[0].argmax(-1)
+    collapsed = [int(i) for j, i in enumerate(ids) if i != 0 and (j == 0 or i != ids[j - 1])]
+    assert extended.decode(collapsed) == LINE

@@ -54,11 +54,16 @@ def remap_ctc_head(weight: np.ndarray, bias: np.ndarray, mapping: dict[int, int]
     """Copy rows of an old CTC fc (Paddle Linear weight is [in, out]) into a new one.
 
     ``mapping`` is new class id → old class id (from :meth:`Charset.mapping_from`); classes without an old
-    counterpart keep their fresh initialisation (``init_*``). This is what lets a charset grow by a few
-    characters without throwing the trained head away."""
-    new_w, new_b = init_weight.copy(), init_bias.copy()
-    if new_w.shape[1] != num_classes:
-        raise ValueError(f"fresh head has {new_w.shape[1]} classes, expected {num_classes}")
+    counterpart start as the average trained class (``init_*`` give shapes and dtypes). This is what lets a
+    charset grow by a few characters without throwing the trained head away."""
+    if init_weight.shape[1] != num_classes:
+        raise ValueError(f"fresh head has {init_weight.shape[1]} classes, expected {num_classes}")
+    # New classes start as the *average* trained class (mean weight column and bias): their logit is then the
+    # mean of all class logits on every frame, far below the winner, so the extended model decodes like the old
+    # one until training moves the new rows. Random rows out-voted trained ones (accuracy on old characters fell
+    # from 0.60 to 0.03 in our experiment), and a constant-logit row did too: logits are not centred.
+    new_w = np.repeat(weight.mean(axis=1, keepdims=True), num_classes, axis=1).astype(init_weight.dtype)
+    new_b = np.full_like(init_bias, float(bias.mean()))
     for new_id, old_id in mapping.items():
         new_w[:, new_id] = weight[:, old_id]
         new_b[new_id] = bias[old_id]
