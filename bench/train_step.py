@@ -70,6 +70,7 @@ class Variant:
     loop: str
     tuning: str
     what: str
+    threads: int | None = None  # None: the run's --threads
 
 
 CASES: dict[str, Case] = {
@@ -87,6 +88,7 @@ VARIANTS: dict[str, Variant] = {
     "ours:mkl,malloc": Variant("deploy", "trainer", "mkl,malloc", "… + glibc keeps freed memory"),
     "ours": Variant("deploy", "trainer", "all", "ours: deploy form, Trainer, all CPU tuning"),
     "baseline+tuning": Variant("train", "plain", "mkl,malloc", "train form, plain loop, MKL + malloc tuning"),
+    "ours@2threads": Variant("deploy", "trainer", "all", "ours with 2 intra-op threads (OCR_NUM_THREADS=2)", 2),
 }
 DEFAULT_VARIANTS = ("baseline", "before", "ours")
 ABLATION = ("ours:mkl", "ours:mkl,malloc")
@@ -342,20 +344,15 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     timed = clock.steps[spec["warmup"]:]
     if not timed:
         raise RuntimeError(f"no timed steps ({len(clock.steps)} recorded)")
-    mean = {k: statistics.fmean(s[k] for s in timed) for k in (*PHASES, "total", "cpu")}
     return {
         "num_params": num_params,
-        "phases_s": {p: round(mean[p], 4) for p in PHASES},
-        "step_s": round(mean["total"], 4),
-        "cpu_s": round(mean["cpu"], 4),
-        "samples_per_s": round(spec["batch"] / mean["total"], 4),
+        "steps": [{k: round(v, 4) for k, v in step.items()} for step in timed],
         "warmup_step_s": [round(s["total"], 3) for s in clock.steps[:spec["warmup"]]],
-        "steps_s": [round(s["total"], 3) for s in timed],
         "peak_rss_mb": peak_rss_mb(),
         "mkl_debug_cpu_type": os.environ.get("MKL_DEBUG_CPU_TYPE"),
         "cpu_tuning": os.environ.get("OCR_CPU_TUNING"),
         "malloc_tuned": runtime.cpu_tuning_enabled("malloc") and spec["loop"] == "trainer",
-        "threads": os.environ.get("OMP_NUM_THREADS"),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         **extra,
     }
 
@@ -378,10 +375,14 @@ def _make_data(root: Path, cases: list[Case], warmup: int, steps: int) -> dict[s
 
 
 def run(case_names: list[str], variant_names: list[str], *, steps: int = 2, warmup: int = 1, workers: int = 2,
-        threads: int = 1, profile: bool = False, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Every (case, variant) in its own child process, variants of a case back to back (similar machine
-    load); returns the report (also the JSON written by :func:`main`). With ``profile`` the timed steps run
-    under ``paddle.profiler`` (slower; use the result for where the time goes, not for throughput)."""
+        threads: int = 1, rounds: int = 1, profile: bool = False,
+        progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Every (case, variant) in its own child process; per case, the variants run back to back, ``rounds``
+    times round robin (similar machine load for all of them). Returns the report (the JSON of :func:`main`).
+
+    Step times are pooled over rounds and summarised by their median (robust to a step disturbed by other
+    processes). With ``profile`` the timed steps run under ``paddle.profiler`` (slower; use the result for
+    where the time goes, not for throughput)."""
     if profile and warmup < 1:
         raise ValueError("profiling needs warmup >= 1 (the profiler starts after the warm-up steps)")
     cases = [CASES[n] for n in case_names]
@@ -390,25 +391,57 @@ def run(case_names: list[str], variant_names: list[str], *, steps: int = 2, warm
     with tempfile.TemporaryDirectory() as tmp:
         data = _make_data(Path(tmp), cases, warmup, steps)
         for name, case in zip(case_names, cases):
+            runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variant_names}
+            for rnd in range(rounds):
+                for vname in variant_names:
+                    variant = VARIANTS[vname]
+                    spec = {"task": case.task, "size": case.size, "batch": case.batch, "form": variant.form,
+                            "loop": variant.loop, "workers": workers, "warmup": warmup, "steps": steps,
+                            "profile": profile, **data}
+                    n = variant.threads or threads
+                    env = child_env({"OCR_CPU_TUNING": variant.tuning, "OCR_NUM_THREADS": str(n),
+                                     "OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)})
+                    progress(f"{name} · {vname}" + (f" · round {rnd + 1}/{rounds}" if rounds > 1 else "") + " …")
+                    t0 = time.perf_counter()
+                    result = run_child("bench.train_step", ["--child", json.dumps(spec)], env)
+                    result["wall_s"] = round(time.perf_counter() - t0, 1)
+                    result["threads"] = n
+                    runs[vname].append(result)
             for vname in variant_names:
                 variant = VARIANTS[vname]
-                spec = {"task": case.task, "size": case.size, "batch": case.batch, "form": variant.form,
-                        "loop": variant.loop, "workers": workers, "warmup": warmup, "steps": steps, "profile": profile,
-                        **data}
-                env = child_env({"OCR_CPU_TUNING": variant.tuning, "OCR_NUM_THREADS": str(threads),
-                                 "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
-                progress(f"{name} · {vname} …")
-                t0 = time.perf_counter()
-                result = run_child("bench.train_step", ["--child", json.dumps(spec)], env)
                 rows.append({"case": name, "task": case.task, "inputs": case.inputs, "batch": case.batch,
                              "variant": vname, "form": variant.form, "loop": variant.loop, "tuning": variant.tuning,
-                             "wall_s": round(time.perf_counter() - t0, 1), **result})
+                             **_summarise(runs[vname], case.batch)})
     _add_ratios(rows)
     return {"machine": machine(), "versions": versions(("paddleslim", "unstructured_paddleocr")),
-            "settings": {"steps": steps, "warmup": warmup, "workers": workers, "threads": threads, "profile": profile,
-                         "optimizer": OPTIM, "weights": "random init (speed does not depend on values)"},
+            "settings": {"steps": steps, "warmup": warmup, "rounds": rounds, "workers": workers, "threads": threads,
+                         "profile": profile, "optimizer": OPTIM,
+                         "weights": "random init (speed does not depend on values)"},
             "variants": {k: dataclasses.asdict(VARIANTS[k]) for k in variant_names},
             "results": rows, "total_s": round(time.perf_counter() - started, 1)}
+
+
+def _summarise(runs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
+    """One table row from a variant's child runs: medians over all their timed steps."""
+    steps = [s for r in runs for s in r["steps"]]
+    med = {k: statistics.median(s[k] for s in steps) for k in (*PHASES, "total", "cpu")}
+    first = runs[0]
+    out = {k: v for k, v in first.items() if k not in ("steps", "warmup_step_s", "wall_s", "peak_rss_mb", "profile")}
+    out.update({
+        "phases_s": {p: round(med[p], 4) for p in PHASES},
+        "step_s": round(med["total"], 4),
+        "cpu_s": round(med["cpu"], 4),
+        "samples_per_s": round(batch / med["total"], 4),
+        "timed_steps": len(steps),
+        "steps_s": [s["total"] for s in steps],
+        "steps_cpu_s": [s["cpu"] for s in steps],
+        "warmup_step_s": [w for r in runs for w in r["warmup_step_s"]],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "child_wall_s": [r["wall_s"] for r in runs],
+    })
+    if "profile" in first:
+        out["profile"] = first["profile"]
+    return out
 
 
 def _add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -430,25 +463,34 @@ def _print(report: dict[str, Any]) -> None:
     console = make_console()
     s = report["settings"]
     inputs = (", ".join(sorted({f"{r['task']} {r['inputs']} batch {r['batch']}" for r in report["results"]}))
-              + f"; synthetic data, {s['workers']} DataLoader workers; {s['warmup']} warm-up + {s['steps']} timed steps")
+              + f"; synthetic data, {s['workers']} DataLoader workers; {s['warmup']} warm-up + {s['steps']} timed "
+                f"steps per run")
     print_header(console, report, inputs)
-    table = Table(title=f"training step (threads {s['threads']}; seconds per step, mean of timed steps)")
+    table = Table(title=f"training step (threads {s['threads']}; seconds per step, median of the timed steps "
+                        f"of {s['rounds']} round(s))")
     for col in ("case", "variant", "samples/s", "s/step", "reader", "fwd", "loss", "bwd", "optim", "other",
-                "cpu s/step", "peak RSS MB", "× baseline", "× before"):
+                "cpu s/step", "peak RSS MB", "× baseline wall/cpu", "× before wall/cpu"):
         table.add_column(col, justify="left" if col in ("case", "variant") else "right")
     for r in report["results"]:
         ph = r["phases_s"]
         table.add_row(f"{r['task']} {r['inputs']} b{r['batch']}", r["variant"], fmt(r["samples_per_s"]),
                       fmt(r["step_s"]), *(fmt(ph[p]) for p in PHASES), fmt(r["cpu_s"]), fmt(r["peak_rss_mb"], 0),
-                      fmt(r.get("speedup_vs_baseline")), fmt(r.get("speedup_vs_before")))
+                      _pair(r, "baseline"), _pair(r, "before"))
     console.print(table)
     for name, v in report["variants"].items():
         console.print(f"  [bold]{name}[/]: {v['what']}")
-    console.print("  × columns: samples/s ratio to that case's baseline / before row, measured in this run; "
+    console.print("  × columns: speed-up over that case's baseline / before row in this run, from wall time "
+                  "(samples/s) and from CPU time per step (steadier when other processes share the cores); "
                   f"total bench time {report['total_s']} s")
     for r in report["results"]:
         if "profile" in r:
             _print_profile(console, r)
+
+
+def _pair(row: dict[str, Any], ref: str) -> str:
+    if f"speedup_vs_{ref}" not in row:
+        return "–"
+    return f"{row[f'speedup_vs_{ref}']:.2f} / {row[f'cpu_speedup_vs_{ref}']:.2f}"
 
 
 def _print_profile(console: Any, row: dict[str, Any]) -> None:
@@ -474,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_CASES)}")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first steps per run")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run each case's variants this many times round robin (steadier on a busy machine)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (conf/data default)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OCR_NUM_THREADS", "1")),
                         help="OCR_NUM_THREADS/OMP/MKL threads of the children (project default 1)")
@@ -491,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ablate:
         variants = [v for v in variants if v != "ours"] + [v for v in ABLATION if v not in variants] + ["ours"]
     report = run(cases, variants, steps=args.steps, warmup=args.warmup, workers=args.workers, threads=args.threads,
-                 profile=args.profile, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+                 rounds=args.rounds, profile=args.profile, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     _print(report)
     path = write_json(report, args.json, "train_profile.json" if args.profile else "train_step.json")
     print(f"wrote {path}", file=sys.stderr)
