@@ -109,3 +109,15 @@ def test_missing_data_dir_is_one_line(tmp_path):
                 f"data.eval.root={tmp_path}/nope", "tracking=none", f"paths.runs={tmp_path}")
     assert proc.returncode == 2
     assert "not found" in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr
+
+
+def test_det_qat_through_the_entry_config_and_fp32_resume_is_refused(tmp_path):
+    from training.cli import UserError
+    from training.det_task import run
+
+    result = run(_cfg("det", tmp_path, "quant=qat_int8"))
+    assert result["status"] == "completed"
+    state = json.loads((tmp_path / "run" / "checkpoints" / "latest" / "state.json").read_text())
+    assert state["extra"]["quant"]["skipped_layers"]  # the choice of FP32 layers is recorded
+    with pytest.raises(UserError, match="QAT"):
+        run(_cfg("det", tmp_path, "trainer.resume=auto"))

@@ -16,16 +16,22 @@ log = logging.getLogger(__name__)
 
 
 def build_det_model(cfg: DictConfig):
+    """Model with its starting weights: the FP32 pretrained source, or — with ``quant=qat_int8`` — the FP32
+    parent wrapped for quantization-aware training. Returns (model, load report, QAT session or None)."""
     from training.models import PretrainedError, build_model, load_pretrained
+    from training.quant import prepare_qat
+    from training.runner import run_dir_of
 
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     try:
         model = build_model(model_cfg)
-        report = load_pretrained(model, model_cfg.get("pretrained"), model_cfg)
+        session = prepare_qat(model, OmegaConf.to_container(cfg.quant, resolve=True), model_cfg=model_cfg,
+                              resume=cfg.trainer.get("resume"), run_dir=run_dir_of(cfg))
+        report = session.report if session else load_pretrained(model, model_cfg.get("pretrained"), model_cfg)
     except (PretrainedError, ValueError) as exc:
         raise UserError(f"model: {exc}") from None
     log.info(report.summary())
-    return model, report
+    return model, report, session
 
 
 def _evaluator(cfg: DictConfig, samples):
@@ -40,7 +46,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from training.trainer import seed_everything
 
     seed_everything(int(cfg.seed))
-    model, report = build_det_model(cfg)
+    model, report, qat = build_det_model(cfg)
     eval_data = load_split("eval", cfg.data.eval, task="det", cache_dir=cfg.paths.cache, on_error=cfg.data.on_error)
     log.info(eval_data.describe())
     evaluator = _evaluator(cfg, eval_data.samples)
@@ -53,9 +59,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return result
     if cfg.mode != "train":
         raise UserError(f"config error: mode must be train or eval, got {cfg.mode!r}")
-    if cfg.quant.get("enabled"):
-        raise UserError("quant=qat_int8 is not wired into training.det yet")  # replaced when QAT lands
-
     from datasets.loaders import DetTrainDataset, build_loader
     from training.losses import DetLoss
     from training.trainer.distributed import rank, world_size
@@ -81,8 +84,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                    "eval_resize": OmegaConf.to_container(cfg.eval_resize),
                                    "pretrained": report.source},
                       tags={"task": "det", "model.arch": cfg.model.arch, "pretrained": report.source,
-                            "pretrained.fresh_tensors": len(report.fresh)},
+                            "pretrained.fresh_tensors": len(report.fresh), **(qat.tracking_params() if qat else {})},
                       after_fit=after_fit)
+    if qat:
+        parts.extra_state.update(qat.checkpoint_extra())
     summary = run_training(cfg, parts, "ocr-det")
     result = {"task": "det", **{k: summary.get(k) for k in ("status", "best_metric", "best_step", "steps",
                                                              "train_time_s", "samples_per_s", "run_dir",

@@ -15,17 +15,23 @@ log = logging.getLogger(__name__)
 
 
 def build_rec_model(cfg: DictConfig, charset):
+    """Model with its starting weights (FP32 pretrained, or the FP32 parent wrapped for QAT with
+    ``quant=qat_int8``). Returns (model, load report, QAT session or None)."""
     from training.models import PretrainedError, build_model, load_pretrained
+    from training.quant import prepare_qat
+    from training.runner import run_dir_of
 
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_cfg["num_classes"] = charset.num_classes
     try:
         model = build_model(model_cfg)
-        report = load_pretrained(model, model_cfg.get("pretrained"), model_cfg, charset)
+        session = prepare_qat(model, OmegaConf.to_container(cfg.quant, resolve=True), model_cfg=model_cfg,
+                              charset=charset, resume=cfg.trainer.get("resume"), run_dir=run_dir_of(cfg))
+        report = session.report if session else load_pretrained(model, model_cfg.get("pretrained"), model_cfg, charset)
     except (PretrainedError, ValueError) as exc:
         raise UserError(f"model: {exc}") from None
     log.info(report.summary())
-    return model, report
+    return model, report, session
 
 
 def _input(cfg: DictConfig) -> tuple[int, int, int]:
@@ -41,7 +47,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     seed_everything(int(cfg.seed))
     charset = charset_from_cfg(cfg.model)
     height, min_width, max_width = _input(cfg)
-    model, report = build_rec_model(cfg, charset)
+    model, report, qat = build_rec_model(cfg, charset)
     eval_data = load_split("eval", cfg.data.eval, task="rec", cache_dir=cfg.paths.cache, on_error=cfg.data.on_error,
                            charset=charset, rec_width=max_width)
     log.info(eval_data.describe())
@@ -58,9 +64,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return result
     if cfg.mode != "train":
         raise UserError(f"config error: mode must be train or eval, got {cfg.mode!r}")
-    if cfg.quant.get("enabled"):
-        raise UserError("quant=qat_int8 is not wired into training.rec yet")  # replaced when QAT lands
-
     from datasets.loaders import RecDataset, build_loader
     from training.losses import CTCRecLoss
     from training.trainer.distributed import rank, world_size
@@ -96,8 +99,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                    "metric_normalization": normalize, "pretrained": report.source,
                                    "head_init": report.head},
                       tags={"task": "rec", "model.arch": cfg.model.arch, "pretrained": report.source,
-                            "charset.sha256": charset.sha256, "charset.size": len(charset), "head_init": report.head},
+                            "charset.sha256": charset.sha256, "charset.size": len(charset), "head_init": report.head,
+                            **(qat.tracking_params() if qat else {})},
                       after_fit=after_fit)
+    if qat:
+        parts.extra_state.update(qat.checkpoint_extra())
     summary = run_training(cfg, parts, "ocr-rec")
     result = {"task": "rec", **{k: summary.get(k) for k in ("status", "best_metric", "best_step", "steps",
                                                              "train_time_s", "samples_per_s", "run_dir",
