@@ -44,7 +44,7 @@ MODELS: dict[str, tuple[str, dict[str, Any], str | None]] = {
 }
 
 #: QAT variant → quant settings (explicit, so the rows keep their meaning when conf/quant/qat_int8.yaml changes);
-#: ``fix_conv_bias`` is the save-time program rewrite of training/quant_program.py
+#: ``fix_conv_bias`` is the save-time program rewrite of training/program_rewrite.py
 _BASE_SKIP = ["@first_conv", "@ctc_fc"]
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -60,7 +60,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 VARIANT_NOTES = {
     "default": "conf/quant/qat_int8.yaml as it is",
     "slim": "PaddleSlim out of the box: first conv + CTC fc FP32, no affine folding, no conv-bias rewrite",
-    "plain": "slim + conv-bias rewrite at save (training/quant_program.py)",
+    "plain": "slim + conv-bias rewrite at save (training/program_rewrite.py)",
     "all": "plain with every Conv2D/Linear quantized",
     "skip_se": "plain + SE convs kept FP32",
     "fold": "plain + learnable affine blocks folded into convs (training/quant_fold.py)",
@@ -205,7 +205,7 @@ def run_bench(models: Sequence[str], variants: Sequence[str], threads: int, repe
     import paddle
 
     from export.engine import InferenceEngine, RuntimeOptions
-    from training.quant_program import fuse_conv_bias
+    from training.program_rewrite import fuse_conv_bias
     from training.quant_runtime import Int8Engine, model_size_bytes, optimized_op_report
 
     rows: list[dict[str, Any]] = []

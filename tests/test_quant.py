@@ -117,7 +117,7 @@ def test_fuse_conv_bias_keeps_outputs(tmp_path):
     from export.engine import InferenceEngine, RuntimeOptions
     from training.models import build_model
     from training.quant_export import input_spec_for
-    from training.quant_program import fuse_conv_bias
+    from training.program_rewrite import fuse_conv_bias
     from training.quant_runtime import saved_program_report
 
     paddle.seed(0)

