@@ -302,3 +302,29 @@ def test_quantize_refuses_double_wrapping_and_disabled_config():
         quantize_model(model, load_quant_config("qat_int8"))
     with pytest.raises(QuantConfigError, match="before quantize_model"):
         load_parent(model, "ppocrv4_mobile", {"arch": "mobilenetv3_db"})
+
+
+# ------------------------------------------------------------------------------------------------ evaluation of record
+def test_compare_int8_fp32_reports_both_sides(qat_rec, tmp_path):
+    from datasets.imageio import write_image
+    from datasets.ppocr_label import write_ppocr_rec_label
+    from datasets.sample import RecSample
+    from export.jit_export import export_model
+    from export.samples import render_line
+    from training.quant_eval import compare_int8_fp32, tracking_metrics
+
+    samples = [RecSample(write_image(tmp_path / "lines" / f"{i}.jpg", render_line(t)), t) for i, t in enumerate(LINES)]
+    label = write_ppocr_rec_label(samples, tmp_path / "lines" / "label.txt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_model("rec", "ppocrv4_mobile", tmp_path / "fp32")
+    result = compare_int8_fp32("rec", qat_rec["dir"], tmp_path / "fp32", f"ppocr-rec:{label}", num_threads=2,
+                               batches=(1, 2), repeat=2, warmup=1)
+    assert result["num_samples"] == len(LINES)
+    assert result["int8"]["runtime"]["precision"] == "int8"  # evaluated with oneDNN INT8, not fake quant
+    assert result["fp32"]["acc"] >= 0.5 and abs(result["delta"]["acc"]) <= 1 / len(LINES) + 1e-9
+    assert set(result["int8"]["latency_ms"]) == {"batch_1", "batch_2"} and result["size_ratio"] < 0.7
+    flat = tracking_metrics(result)
+    assert {"int8.acc", "fp32.acc", "delta.acc", "speedup.batch_2", "size_mb.int8"} <= set(flat)
+    with pytest.raises(ValueError, match="not an INT8 model directory"):
+        compare_int8_fp32("rec", tmp_path / "fp32", qat_rec["dir"], f"ppocr-rec:{label}")
