@@ -11,17 +11,21 @@ Variants (each case runs each variant in a fresh child process, so peak RSS and 
 * ``ours`` — our training path as it runs now: deploy form, :class:`Trainer`, CPU tuning on
   (:func:`datasets.runtime.cpu_tuning_enabled`: MKL AVX2 dispatch on AMD, glibc keeps freed memory,
   cheap conv-bias add).
-* ``--ablate`` adds ``ours:mkl`` and ``ours:mkl,malloc`` (one speed-up at a time).
+* ``--ablate`` adds ``ours:mkl`` and ``ours:mkl,malloc`` (one speed-up at a time); ``ours@2threads`` (2 intra-op
+  threads) and ``baseline+tuning`` can be asked for with ``--variants``.
 
 All variants share the reader (``datasets.loaders`` with ``--workers`` processes on synthetic data, augmentation
 from ``conf/aug``), the optimizer (AdamW, grad clip 10, cosine schedule) and random initial weights (speed does
 not depend on their values). ``reader`` is the time the step waited for its batch; ``other`` is what the loop
 does besides the five phases (trainer bookkeeping, ``clear_grad``, schedule). ``cpu s/step`` is this process's
 user+sys CPU time per step — on a busy shared machine it is steadier than wall time. The first ``--warmup``
-steps (allocations, worker start-up) are not counted.
+steps (allocations, worker start-up) are not counted. ``--rounds N`` repeats each case's variants round robin and
+reports medians over all their timed steps; ``--profile`` runs the timed steps under ``paddle.profiler`` and adds a
+table of where the op time goes (dense/depthwise conv, elementwise, activations, norms, losses, optimizer).
 
-    python -m bench.train_step [--quick] [--cases det640x8 rec320x32 …] [--variants baseline ours]
-                               [--steps 2] [--warmup 1] [--workers 2] [--threads 1] [--ablate] [--json FILE]
+    python -m bench.train_step [--quick] [--cases det640x8 rec320x32 …] [--variants baseline before ours …]
+                               [--steps 2] [--warmup 1] [--rounds 1] [--workers 2] [--threads 1] [--ablate]
+                               [--profile] [--json FILE]
 """
 from __future__ import annotations
 
