@@ -91,6 +91,8 @@ VARIANTS: dict[str, Variant] = {
     "ours:mkl": Variant("deploy", "trainer", "mkl", "deploy form, Trainer, + MKL AVX2 dispatch"),
     "ours:mkl,malloc": Variant("deploy", "trainer", "mkl,malloc", "… + glibc keeps freed memory"),
     "ours": Variant("deploy", "trainer", "all", "ours: deploy form, Trainer, all CPU tuning"),
+    "ours:mkl,conv_bias": Variant("deploy", "trainer", "mkl,conv_bias",
+                                  "ours without keeping freed memory (lower peak RSS)"),
     "baseline+tuning": Variant("train", "plain", "mkl,malloc", "train form, plain loop, MKL + malloc tuning"),
     "ours@2threads": Variant("deploy", "trainer", "all", "ours with 2 intra-op threads (OCR_NUM_THREADS=2)", 2),
 }
