@@ -183,7 +183,7 @@ def fast_conv_bias(model: paddle.nn.Layer) -> int:
     Why: in dygraph Paddle 2.6 adds a conv bias reshaped to ``[1, C, 1, 1]``, which its CPU elementwise kernels
     treat as a general broadcast: forward and backward of that add cost ~3× a ``[C, 1, 1]`` add (25+34 ms vs
     9+11 ms on 8×96×80×80). PP-OCRv4's deploy form has a biased conv in every fused rep layer (52 in det, 32
-    in rec), so this saved 6–9 % of a training step here."""
+    in rec); with the other CPU speed-ups on, this saved 12–16 % of a training step here (bench/RESULTS.md)."""
     import types
 
     switched = 0
