@@ -170,7 +170,7 @@ class _TimedLoader:
             yield batch
 
 
-def _build_data(spec: dict[str, Any]):
+def _build_data(spec: dict[str, Any]) -> Any:
     """The same datasets the training tasks build, on the parent's synthetic data."""
     import yaml
 
@@ -195,7 +195,8 @@ def _build_data(spec: dict[str, Any]):
     return loader
 
 
-def _build_model_and_loss(spec: dict[str, Any]):
+def _build_model_and_loss(spec: dict[str, Any]) -> tuple[Any, Callable[[Any, Any], dict]]:
+    """The network (in the variant's backbone form) and a ``loss_fn(outputs, batch)`` as the tasks define it."""
     from training.losses import CTCRecLoss, DetLoss
     from training.models import build_model
 
@@ -219,7 +220,8 @@ def _build_model_and_loss(spec: dict[str, Any]):
     return model, loss_fn
 
 
-def _plain_loop(model, forward_fn, loss_fn, loader, clock: _Clock, total_steps: int) -> dict[str, Any]:
+def _plain_loop(model: Any, forward_fn: Callable, loss_fn: Callable, loader: Any, clock: _Clock,
+                total_steps: int) -> dict[str, Any]:
     """PaddleOCR ``tools/program.py``'s inner loop, minus its logging and eval."""
     from training.trainer.optim import build_optimizer
 
@@ -239,7 +241,8 @@ def _plain_loop(model, forward_fn, loss_fn, loader, clock: _Clock, total_steps: 
     return {}
 
 
-def _trainer_loop(model, forward_fn, loss_fn, loader, clock: _Clock, total_steps: int) -> dict[str, Any]:
+def _trainer_loop(model: Any, forward_fn: Callable, loss_fn: Callable, loader: Any, clock: _Clock,
+                  total_steps: int) -> dict[str, Any]:
     """Our :class:`~training.trainer.Trainer`, its hooks timed; a step ends after the trainer's bookkeeping
     (``_report_step``), so ``other`` holds the trainer's own per-step overhead."""
     from training.trainer import Trainer
