@@ -71,6 +71,8 @@ def test_configs_load_and_validate():
         QuantConfig.from_mapping({"enabled": True, "skp": ["x"]})
     with pytest.raises(QuantConfigError, match="8/8 bits"):
         QuantConfig.from_mapping({"enabled": True, "weight_bits": 4})
+    with pytest.raises(QuantConfigError, match="moving_average_abs_max only"):
+        QuantConfig.from_mapping({"enabled": True, "activation_quantize_type": "range_abs_max"})
 
 
 def test_hydra_composes_quant_group():

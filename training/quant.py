@@ -92,9 +92,10 @@ class QuantConfig:
         if self.weight_quantize_type not in ("channel_wise_abs_max", "abs_max"):
             raise QuantConfigError(f"quant.weight_quantize_type={self.weight_quantize_type!r}: use "
                                    "channel_wise_abs_max (recommended) or abs_max")
-        if self.activation_quantize_type not in ("moving_average_abs_max", "range_abs_max", "abs_max"):
-            raise QuantConfigError(f"quant.activation_quantize_type={self.activation_quantize_type!r}: use "
-                                   "moving_average_abs_max (recommended), range_abs_max or abs_max")
+        if self.activation_quantize_type != "moving_average_abs_max":
+            raise QuantConfigError(f"quant.activation_quantize_type={self.activation_quantize_type!r}: Paddle 2.6's "
+                                   "dygraph QAT supports moving_average_abs_max only (range_abs_max/abs_max are "
+                                   "static-graph types)")
         if self.weight_bits != 8 or self.activation_bits != 8:
             raise QuantConfigError(f"quant.weight_bits/activation_bits = {self.weight_bits}/{self.activation_bits}: "
                                    "the oneDNN INT8 runtime executes 8/8 bits only")
