@@ -28,7 +28,7 @@ import numpy as np
 
 from datasets.errors import IMAGE_WITHOUT_LABEL, MALFORMED_LINE, MISSING_IMAGE, ValidationIssue, report
 from datasets.imageio import IMAGE_EXTENSIONS, is_image_file, write_image
-from datasets.labelio import SourcedInstance, is_label_file, iter_label_lines, natural_key, parse_number
+from datasets.labelio import SourcedInstance, is_label_file, iter_label_lines, natural_key, parse_quad
 from datasets.sample import IGNORE_TEXTS, DetSample, TextInstance
 
 __all__ = [
@@ -85,13 +85,7 @@ def parse_icdar2015_line(text: str) -> tuple[np.ndarray, str]:
     if len(parts) < 9:
         raise ValueError(f"expected 8 coordinates and a transcription separated by commas "
                          f"(x1,y1,...,x4,y4,text), found {len(parts)} field(s): {text!r}")
-    coords = []
-    for index, token in enumerate(parts[:8]):
-        value = parse_number(token)
-        if value is None:
-            raise ValueError(f"coordinate {index + 1} is not a number: {token.strip()!r}")
-        coords.append(value)
-    return np.asarray(coords, dtype=np.float32).reshape(4, 2), parts[8]
+    return parse_quad(parts[:8]), parts[8]
 
 
 def read_icdar2015_file(label_path: str | PathLike[str], image_path: str | PathLike[str],

@@ -51,6 +51,21 @@ def parse_number(token: str) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
+def parse_quad(tokens: "list[str]") -> "np.ndarray":
+    """Eight coordinate tokens (x1,y1,…,x4,y4) → a 4×2 float32 array; ValueError names the bad one.
+
+    Shared by the ICDAR2015 and RCTW-17 readers, whose lines start with the same eight numbers."""
+    import numpy as np
+
+    coords = []
+    for index, token in enumerate(tokens):
+        value = parse_number(token)
+        if value is None:
+            raise ValueError(f"coordinate {index + 1} is not a number: {token.strip()!r}")
+        coords.append(value)
+    return np.asarray(coords, dtype=np.float32).reshape(4, 2)
+
+
 def iter_label_lines(path: str | PathLike[str], issues: list[ValidationIssue] | None = None, *,
                      key: str | None = None) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` for every non-blank line of a UTF-8 label file.

@@ -24,7 +24,7 @@ import numpy as np
 
 from datasets.errors import IMAGE_WITHOUT_LABEL, MALFORMED_LINE, MISSING_IMAGE, ValidationIssue, report
 from datasets.imageio import is_image_file, write_image
-from datasets.labelio import SourcedInstance, is_label_file, iter_label_lines, natural_key, parse_number
+from datasets.labelio import SourcedInstance, is_label_file, iter_label_lines, natural_key, parse_quad
 from datasets.sample import IGNORE_TEXTS, DetSample, TextInstance
 
 __all__ = [
@@ -57,16 +57,11 @@ def parse_rctw17_line(text: str) -> tuple[np.ndarray, bool, str]:
     if len(parts) < 10:
         raise ValueError(f'expected x1,y1,...,x4,y4,difficult,"transcription" (10 fields), '
                          f"found {len(parts)}: {text!r}")
-    coords = []
-    for index, token in enumerate(parts[:8]):
-        value = parse_number(token)
-        if value is None:
-            raise ValueError(f"coordinate {index + 1} is not a number: {token.strip()!r}")
-        coords.append(value)
+    points = parse_quad(parts[:8])
     flag = parts[8].strip()
     if flag not in ("0", "1"):
         raise ValueError(f"difficult flag (field 9) must be 0 or 1, found {flag!r}")
-    return np.asarray(coords, dtype=np.float32).reshape(4, 2), flag == "1", _unquote(parts[9])
+    return points, flag == "1", _unquote(parts[9])
 
 
 def read_rctw17_file(label_path: str | PathLike[str], image_path: str | PathLike[str],
