@@ -119,5 +119,7 @@ def test_det_qat_through_the_entry_config_and_fp32_resume_is_refused(tmp_path):
     assert result["status"] == "completed"
     state = json.loads((tmp_path / "run" / "checkpoints" / "latest" / "state.json").read_text())
     assert state["extra"]["quant"]["skipped_layers"]  # the choice of FP32 layers is recorded
+    int8_dir = tmp_path / "run" / "int8"  # INT8 evaluation of record next to its FP32 parent
+    assert any(p.name == "inference.pdiparams" for p in int8_dir.rglob("*")), sorted(int8_dir.rglob("*"))
     with pytest.raises(UserError, match="QAT"):
         run(_cfg("det", tmp_path, "trainer.resume=auto"))

@@ -77,6 +77,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     def after_fit(model, tracker, summary):
         _log_pictures(model, tracker, evaluator, cfg)
+        if qat:
+            _int8_report("det", cfg, qat, summary, eval_data, tracker,
+                         {"post_params": OmegaConf.to_container(cfg.postprocess, resolve=True),
+                          "limit_side_len": int(cfg.eval_resize.limit_side_len),
+                          "limit_type": str(cfg.eval_resize.limit_type)})
 
     parts = TaskParts(model=model, loss_fn=loss_fn, train_loader=loader, eval_fn=evaluator, main_metric="hmean",
                       train_data=train_data, eval_data=eval_data,
@@ -95,6 +100,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
               "final": summary.get("final_metrics"), **({"registry": summary["registry"]} if "registry" in summary else {})}
     print_result(result)
     return result
+
+
+def _int8_report(task: str, cfg: DictConfig, qat, summary, eval_data, tracker, export_kwargs=None) -> None:
+    """QAT runs: export the INT8 model and its FP32 parent, evaluate both through the serving code on the eval
+    split (metrics, delta, latency at batch 1 and 8, sizes) and log the comparison to the run."""
+    from training.quant_eval import qat_report
+    from training.runner import run_dir_of
+
+    checkpoint = summary.get("best_checkpoint") or summary.get("latest_checkpoint")
+    try:
+        qat_report(task, checkpoint, qat.block, f"{eval_data.format}:{eval_data.path}", run_dir_of(cfg) / "int8",
+                   tracker=tracker, export_kwargs=export_kwargs)
+    except Exception as exc:  # noqa: BLE001 -- the trained QAT checkpoint is complete either way
+        log.warning("INT8 evaluation of record failed (checkpoint %s is complete): %s", checkpoint, exc)
 
 
 def _log_pictures(model, tracker, evaluator, cfg: DictConfig, limit: int = 4) -> None:

@@ -91,6 +91,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if evaluator.last_metric is not None:
             tracker.log_dict({"worst": evaluator.last_metric.worst(10),
                               "metrics": evaluator.last_metric.compute()}, "eval_report.json")
+        if qat:
+            from training.det_task import _int8_report
+
+            _int8_report("rec", cfg, qat, summary, eval_data, tracker)
 
     parts = TaskParts(model=model, loss_fn=loss_fn, train_loader=loader, eval_fn=evaluator, main_metric="acc",
                       train_data=train_data, eval_data=eval_data,
