@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("FLAGS_call_stack_level", "1")
 
-__all__ = ["configure_threads", "inference_config", "ensure_ppocr_on_path", "cpu_tuning_enabled", "keep_freed_memory"]
+__all__ = ["configure_threads", "inference_config", "ensure_ppocr_on_path", "PredictorRunner", "cpu_tuning_enabled", "keep_freed_memory"]
 
 
 def cpu_tuning_enabled(name: str) -> bool:
@@ -175,3 +175,31 @@ def inference_config(
 
 _mkl_amd_dispatch()
 configure_threads()
+
+
+class PredictorRunner:
+    """One-input Paddle Inference predictor with its handles bound once; shared by the FP32 engine
+    (``export.engine``) and the INT8 engine (``training.quant_runtime``), which differ only in their config."""
+
+    def __init__(self, predictor, model_dir: str | os.PathLike, shrink_memory: bool = False) -> None:
+        self._predictor = predictor
+        self.input_names = list(predictor.get_input_names())
+        self.output_names = list(predictor.get_output_names())
+        if len(self.input_names) != 1:
+            raise ValueError(f"{model_dir}: expected one input tensor, the model has {self.input_names}")
+        self._input = predictor.get_input_handle(self.input_names[0])
+        self._outputs = [predictor.get_output_handle(n) for n in self.output_names]
+        self.shrink_memory = shrink_memory
+
+    def run(self, batch):
+        """Run on one N×C×H×W float32 batch; returns every output as a numpy array."""
+        import numpy as np
+
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        self._input.reshape(list(batch.shape))
+        self._input.copy_from_cpu(batch)
+        self._predictor.run()
+        outputs = [out.copy_to_cpu() for out in self._outputs]
+        if self.shrink_memory:  # only on request: it costs latency on every call
+            self._predictor.try_shrink_memory()
+        return outputs

@@ -87,24 +87,14 @@ class InferenceEngine:
             num_threads=self.options.num_threads, enable_mkldnn=self.options.enable_mkldnn,
             mkldnn_cache=self.options.mkldnn_cache,
         )
-        self._predictor = inference.create_predictor(config)
-        self.input_names = list(self._predictor.get_input_names())
-        self.output_names = list(self._predictor.get_output_names())
-        if len(self.input_names) != 1:
-            raise ValueError(f"{self.model_dir}: expected one input tensor, the model has {self.input_names}")
-        self._input = self._predictor.get_input_handle(self.input_names[0])
-        self._outputs = [self._predictor.get_output_handle(n) for n in self.output_names]
+        self._runner = runtime.PredictorRunner(inference.create_predictor(config), self.model_dir,
+                                               shrink_memory=self.options.shrink_memory)
+        self._predictor = self._runner._predictor
+        self.input_names, self.output_names = self._runner.input_names, self._runner.output_names
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run the program on one N×C×H×W float32 batch; returns every output as a numpy array."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self._input.reshape(list(batch.shape))
-        self._input.copy_from_cpu(batch)
-        self._predictor.run()
-        outputs = [out.copy_to_cpu() for out in self._outputs]
-        if self.options.shrink_memory:
-            self._predictor.try_shrink_memory()
-        return outputs
+        return self._runner.run(batch)
 
 
 def create_engine(model_dir: str | os.PathLike, runtime_opts: RuntimeOptions | None = None):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets import runtime  # noqa: F401  -- zlib before paddle
+from datasets.runtime import PredictorRunner
 
 import numpy as np
 
@@ -121,24 +122,14 @@ class Int8Engine:
         self.model_dir = Path(model_dir)
         self.options = Int8RuntimeOptions(num_threads=num_threads, mkldnn_cache=mkldnn_cache)
         with _native_output_silenced(quiet):  # the INT8 passes print a 30-line summary (C++, fd 2)
-            self._predictor = inference.create_predictor(
+            predictor = inference.create_predictor(
                 int8_inference_config(self.model_dir, num_threads, mkldnn_cache=mkldnn_cache))
-        self.input_names = list(self._predictor.get_input_names())
-        self.output_names = list(self._predictor.get_output_names())
-        if len(self.input_names) != 1:
-            raise ValueError(f"{self.model_dir}: expected one input tensor, the model has {self.input_names}")
-        self._input = self._predictor.get_input_handle(self.input_names[0])
-        self._outputs = [self._predictor.get_output_handle(n) for n in self.output_names]
+        self._runner = PredictorRunner(predictor, self.model_dir, shrink_memory=self.shrink_memory)
+        self._predictor = predictor
+        self.input_names, self.output_names = self._runner.input_names, self._runner.output_names
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self._input.reshape(list(batch.shape))
-        self._input.copy_from_cpu(batch)
-        self._predictor.run()
-        outputs = [out.copy_to_cpu() for out in self._outputs]
-        if self.shrink_memory:  # as InferenceEngine: only on request (it costs latency on every call)
-            self._predictor.try_shrink_memory()
-        return outputs
+        return self._runner.run(batch)
 
 
 @contextlib.contextmanager

@@ -55,7 +55,7 @@ from training.trainer.ema import ModelEMA
 from training.trainer.history import History, write_json_atomic
 from training.trainer.optim import OptimConfig, build_optimizer, current_lr, load_optimizer_state, optimizer_state
 from training.trainer.progress import ProgressReporter, print_summary
-from training.tracking import NullTracker, Tracker
+from training.tracking import NullTracker, Tracker, _to_plain
 
 __all__ = ["Trainer", "TrainerConfig", "NonFiniteLossError", "seed_everything", "fast_conv_bias"]
 
@@ -846,11 +846,6 @@ class Trainer:
 
 
 def _plain(cfg: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(cfg, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
+    """OmegaConf → plain containers (the tracker's converter), mappings → dict."""
+    cfg = _to_plain(cfg)
     return dict(cfg) if isinstance(cfg, Mapping) else cfg
