@@ -288,3 +288,59 @@ def test_epochs_budget_and_epoch_eval(tmp_path):
     summary = trainer.fit()
     assert summary["steps"] == 3 and summary["epochs"] == 2
     assert [r["step"] for r in trainer.history.eval] == [1, 3]  # after epoch 1 (step 1) and epoch 2 (step 3)
+
+
+class BNNet(paddle.nn.Layer):
+    """MLP with a batch-norm layer of each Paddle API (legacy ``nn.BatchNorm`` is what PP-OCR models use)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = paddle.nn.Linear(6, 16)
+        self.bn_new = paddle.nn.BatchNorm1D(16)
+        self.bn_legacy = paddle.nn.BatchNorm(16)
+        self.fc2 = paddle.nn.Linear(16, 1)
+
+    def forward(self, x):
+        return self.fc2(paddle.nn.functional.relu(self.bn_legacy(self.bn_new(self.fc1(x)))))
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_bn_keeps_running_statistics_and_trains_the_rest(tmp_path, freeze):
+    seed_everything(0)
+    model = BNNet()
+    _, loader = make()
+    before = weights(model)
+    trainer = Trainer(model, mse, loader, {**BASE, "max_steps": 6, "eval_every": 3, "freeze_bn": freeze}, OPTIM,
+                      tmp_path, eval_fn=neg_mse_eval, main_metric="neg_mse")
+    trainer.fit()
+    after = weights(model)
+    stats = [k for k in before if k.endswith(("_mean", "_variance"))]
+    assert len(stats) == 4
+    moved = {k: not np.array_equal(before[k], after[k]) for k in stats}
+    assert all(moved.values()) is not freeze and any(moved.values()) is not freeze, moved
+    # BN scale/shift and the linear layers train either way (frozen statistics, not frozen parameters)
+    assert not np.array_equal(before["bn_new.weight"], after["bn_new.weight"])
+    assert not np.array_equal(before["fc1.weight"], after["fc1.weight"])
+
+
+def test_lr_mult_scales_the_step_of_matching_parameters_only(tmp_path):
+    sgd = dict(name="sgd", lr=0.01, momentum=0.0, weight_decay=0.0, warmup_steps=0, scheduler="constant",
+               grad_clip=None)
+
+    def one_step(lr_mult):
+        model, loader = make(shuffle=False)
+        before = weights(model)
+        Trainer(model, mse, loader, {**BASE, "max_steps": 1, "eval_every": 0, "eval_at_end": False},
+                {**sgd, "lr_mult": lr_mult}, tmp_path / str(len(lr_mult)), main_metric="loss").fit()
+        return {k: weights(model)[k] - before[k] for k in before}
+
+    plain, boosted = one_step({}), one_step({"fc2.*": 10.0})
+    np.testing.assert_allclose(boosted["fc2.weight"], 10 * plain["fc2.weight"], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(boosted["fc2.bias"], 10 * plain["fc2.bias"], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(boosted["fc1.weight"], plain["fc1.weight"], rtol=1e-6, atol=1e-9)
+
+
+def test_lr_mult_pattern_that_matches_nothing_is_an_error(tmp_path):
+    model, loader = make()
+    with pytest.raises(ValueError, match="match no trainable parameter"):
+        Trainer(model, mse, loader, BASE, {**OPTIM, "lr_mult": {"head.fc.*": 10}}, tmp_path, main_metric="loss")

@@ -22,6 +22,7 @@ Tracking URI: ``tracking_uri`` from the config, else ``$MLFLOW_TRACKING_URI``, e
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 import subprocess
@@ -68,12 +69,19 @@ def _to_plain(cfg: Any) -> Any:
     return cfg
 
 
+#: what MLflow accepts in a param name
+_MLFLOW_KEY = re.compile(r"[\w\-. :/]+", re.ASCII)
+
+
 def flatten_config(cfg: Any, max_length: int = 500, prefix: str = "") -> dict[str, str]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; lists and scalars as JSON, strings as is, values cut to
     ``max_length`` characters (500 is the smallest limit among MLflow server versions)."""
     cfg = _to_plain(cfg)
     out: dict[str, str] = {}
-    if isinstance(cfg, Mapping):
+    if isinstance(cfg, Mapping) and prefix and not all(_MLFLOW_KEY.fullmatch(str(k)) for k in cfg):
+        # keys MLflow refuses in a param name (e.g. lr_mult's "head.fc.*" patterns): one JSON value instead
+        out[prefix] = _truncate(json.dumps(cfg, default=str, ensure_ascii=False), max_length)
+    elif isinstance(cfg, Mapping):
         if not cfg and prefix:
             out[prefix] = "{}"
         for key, value in cfg.items():

@@ -57,6 +57,10 @@ from training.trainer.optim import OptimConfig, build_optimizer, current_lr, loa
 from training.trainer.progress import ProgressReporter, print_summary
 from training.tracking import NullTracker, Tracker, _to_plain
 
+#: layers whose running statistics ``trainer.freeze_bn`` keeps fixed (``nn.BatchNorm`` is the legacy API
+#: PaddleOCR models use; ``_BatchNormBase`` covers BatchNorm1D/2D/3D and SyncBatchNorm)
+_BATCH_NORM_TYPES = (paddle.nn.BatchNorm, paddle.nn.layer.norm._BatchNormBase)
+
 __all__ = ["Trainer", "TrainerConfig", "NonFiniteLossError", "seed_everything", "fast_conv_bias"]
 
 log = logging.getLogger("training.trainer")
@@ -105,6 +109,7 @@ class TrainerConfig:
     ema: bool = False
     ema_decay: float = 0.999
     ema_warmup: bool = True
+    freeze_bn: bool = False
     resume: str | None = None
     seed: int = 42
     progress_bar: bool = True
@@ -505,12 +510,25 @@ class Trainer:
         except TypeError:
             return None
 
+    def _enter_train_mode(self, model: paddle.nn.Layer) -> None:
+        """``model.train()``, except that with ``trainer.freeze_bn`` every batch-norm layer stays in eval mode.
+
+        Why: fine-tuning at the small batches a CPU allows (2-8 images) re-estimates BN statistics from a
+        handful of samples, which drags a well-calibrated pretrained model off (and under QAT the observers
+        then calibrate on drifting activations). Frozen BN uses the running statistics and does not update
+        them; BN scale/shift still train."""
+        model.train()
+        if self.cfg.freeze_bn:
+            for layer in model.sublayers(include_self=True):
+                if isinstance(layer, _BATCH_NORM_TYPES):
+                    layer.eval()
+
     def _train_loop(self) -> None:
         cfg = self.cfg
         accum = cfg.accum_steps
         distributed = dist_utils.is_distributed()
         epoch_len = self._epoch_len()
-        self.train_model.train()
+        self._enter_train_mode(self.train_model)
         micro = 0  # micro-batches accumulated towards the next optimizer step (may span epochs)
         window = _Window()
         bad: dict[str, Any] | None = None
@@ -675,7 +693,7 @@ class Trainer:
                 result = self.eval_fn(model)
         finally:
             if was_training:
-                model.train()
+                self._enter_train_mode(model)
         metrics = self._reduce_metrics(result)
         self.timers["eval_s"] += time.perf_counter() - t0
         return metrics

@@ -35,6 +35,7 @@ __all__ = [
     "optimizer_state",
     "load_optimizer_state",
     "current_lr",
+    "apply_lr_multipliers",
 ]
 
 log = logging.getLogger("training.trainer")
@@ -57,6 +58,8 @@ class OptimConfig:
     warmup_steps: int = 0
     warmup_start_ratio: float = 0.0
     min_lr_ratio: float = 0.0
+    #: ``{fnmatch pattern over structured parameter names: lr multiplier}``, e.g. ``{"head.ctc_head.fc.*": 10}``
+    lr_mult: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any] | "OptimConfig" | None) -> "OptimConfig":
@@ -72,6 +75,10 @@ class OptimConfig:
         if "betas" in data and data["betas"] is not None:
             data["betas"] = tuple(float(b) for b in data["betas"])
         out = cls(**data)
+        out.lr_mult = {str(k): float(v) for k, v in dict(out.lr_mult or {}).items()}
+        bad = {k: v for k, v in out.lr_mult.items() if not v > 0}
+        if bad:
+            raise ValueError(f"optim.lr_mult: multipliers must be > 0, got {bad}")
         out.name = out.name.lower()
         if out.name not in ("adamw", "adam", "sgd", "momentum"):
             raise ValueError(f"optim.name={out.name!r}: expected adamw, adam or sgd")
@@ -171,6 +178,7 @@ def build_optimizer(
     if not named:
         raise ValueError("the model has no trainable parameters (all stop_gradient=True)")
     params = [p for _, p in named]
+    apply_lr_multipliers(named, cfg.lr_mult)
     scheduler = build_scheduler(cfg, total_steps)
     clip = paddle.nn.ClipGradByGlobalNorm(float(cfg.grad_clip)) if cfg.grad_clip else None
     if cfg.name == "adamw":
@@ -205,6 +213,37 @@ def build_optimizer(
             grad_clip=clip,
         )
     return optimizer, scheduler
+
+
+def apply_lr_multipliers(named: list[tuple[str, paddle.Tensor]], lr_mult: Mapping[str, float]) -> dict[str, float]:
+    """Give parameters matching a pattern of ``lr_mult`` their own lr multiplier; returns ``{name: mult}``.
+
+    Why: fine-tuning a pretrained model on a few new classes (an extended charset) needs the fresh head rows
+    to move far while the pretrained body moves little; one global lr can do only one of the two. Paddle
+    scales each parameter's step by ``param.optimize_attr['learning_rate']`` in every optimizer, so this
+    keeps one parameter list (global-norm clipping stays global, which param groups would split). The first
+    matching pattern wins; a pattern that matches nothing is an error (a typo must not silently do nothing).
+    """
+    import fnmatch
+
+    chosen: dict[str, float] = {}
+    used: set[str] = set()
+    for name, param in named:
+        mult = 1.0
+        for pattern, value in lr_mult.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                mult = float(value)
+                used.add(pattern)
+                chosen[name] = mult
+                break
+        param.optimize_attr["learning_rate"] = mult
+    unused = [p for p in lr_mult if p not in used]
+    if unused:
+        raise ValueError(f"optim.lr_mult: pattern(s) {unused} match no trainable parameter "
+                         f"(names look like {named[-1][0]!r})")
+    if chosen:
+        log.info("lr multipliers: %s", ", ".join(f"{n} x{m:g}" for n, m in chosen.items()))
+    return chosen
 
 
 def current_lr(optimizer: paddle.optimizer.Optimizer) -> float:
