@@ -20,7 +20,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from training.trainer import distributed as dist_utils
-from training.trainer.sampler import ResumableBatchSampler
+from datasets.loaders import SeededBatchSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,8 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     import paddle
     from paddle.io import DataLoader, TensorDataset
-    from training.trainer import ResumableBatchSampler, Trainer, init_distributed, seed_everything
+    from datasets.loaders import SeededBatchSampler
+    from training.trainer import Trainer, init_distributed, seed_everything
     from training.trainer import distributed as D
     from training.tracking import MlflowTracker
 
@@ -43,7 +44,7 @@ SCRIPT = textwrap.dedent(
     rs = np.random.RandomState(0)
     X = rs.randn(64, 6).astype("float32"); Y = (X.sum(1, keepdims=True) > 0).astype("float32")
     ds = TensorDataset([paddle.to_tensor(X), paddle.to_tensor(Y)])
-    loader = DataLoader(ds, batch_sampler=ResumableBatchSampler(ds, batch, shuffle=True, seed=7))
+    loader = DataLoader(ds, batch_sampler=SeededBatchSampler(len(ds), batch, shuffle=True, seed=7))
 
     class Counts:
         def __init__(self, model):
@@ -77,16 +78,18 @@ def _run(cmd: list[str], tmp: Path) -> subprocess.CompletedProcess:
 
 def test_sampler_shards_cover_the_single_process_batches():
     data = list(range(21))
-    single = list(ResumableBatchSampler(data, 6, shuffle=True, seed=3, num_replicas=1, rank=0))
-    ranks = [list(ResumableBatchSampler(data, 3, shuffle=True, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
+    single = list(SeededBatchSampler(len(data), 6, shuffle=True, seed=3, num_replicas=1, rank=0))
+    ranks = [list(SeededBatchSampler(len(data), 3, shuffle=True, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
     for i, batch in enumerate(single[:3]):
         assert sorted(ranks[0][i] + ranks[1][i]) == sorted(batch)
-    sampler = ResumableBatchSampler(data, 4, shuffle=True, seed=3)
+    sampler = SeededBatchSampler(len(data), 4, shuffle=True, seed=3)
     sampler.set_epoch(2)
     full = list(sampler)
     sampler.set_epoch(2)
     sampler.skip(2)
-    assert list(sampler) == full[2:] and list(sampler) == full  # skip applies to one pass only
+    assert list(sampler) == full[2:]
+    sampler.set_epoch(2)  # a new epoch starts from its first batch again
+    assert list(sampler) == full
     sampler.set_epoch(3)
     assert list(sampler) != full
     assert not dist_utils.is_distributed() and dist_utils.world_size() == 1 and dist_utils.is_rank0()

@@ -13,10 +13,11 @@ import paddle
 import pytest
 from paddle.io import DataLoader, TensorDataset
 
+from datasets.loaders import SeededBatchSampler
+
 from training.trainer import (
     ModelEMA,
     NonFiniteLossError,
-    ResumableBatchSampler,
     Trainer,
     TrainerConfig,
     load_checkpoint,
@@ -45,7 +46,7 @@ def make(seed: int = 0, dropout: float = 0.0, batch_size: int = 4, shuffle: bool
     model = MLP(dropout)
     seed_everything(seed)
     ds = TensorDataset([paddle.to_tensor(X), paddle.to_tensor(Y)])
-    loader = DataLoader(ds, batch_sampler=ResumableBatchSampler(ds, batch_size, shuffle=shuffle, seed=seed))
+    loader = DataLoader(ds, batch_sampler=SeededBatchSampler(len(ds), batch_size, shuffle=shuffle, seed=seed))
     return model, loader
 
 

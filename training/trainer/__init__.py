@@ -19,7 +19,6 @@ from training.trainer.distributed import init_distributed, is_rank0, wrap_model,
 from training.trainer.ema import ModelEMA
 from training.trainer.loop import NonFiniteLossError, Trainer, TrainerConfig, seed_everything
 from training.trainer.optim import OptimConfig, build_optimizer
-from training.trainer.sampler import ResumableBatchSampler
 
 __all__ = [
     "Trainer",
@@ -34,7 +33,6 @@ __all__ = [
     "load_checkpoint",
     "load_model_weights",
     "find_resume",
-    "ResumableBatchSampler",
     "init_distributed",
     "is_rank0",
     "world_size",

@@ -233,7 +233,7 @@ class Trainer:
             Pretrained weights must already be loaded: ``trainer.resume`` restores a checkpoint *on top*.
         loss_fn: ``loss_fn(outputs, batch) -> {"loss": Tensor, ...}``.
         train_loader: an iterable of batches, re-iterated per epoch; ``len()`` is needed when training by
-            epochs. With a ``batch_sampler`` that has ``set_epoch``/``skip`` (``ResumableBatchSampler``)
+            epochs. With a ``batch_sampler`` that has ``set_epoch``/``skip`` (``datasets.loaders.SeededBatchSampler``)
             the data order survives a resume without reloading the skipped batches.
         cfg_trainer, cfg_optim: the ``trainer`` and ``optim`` config groups (mappings or DictConfigs).
         run_dir: where ``checkpoints/``, ``metrics.json``, ``history.json`` and ``curves.png`` go.
