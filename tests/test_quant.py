@@ -83,6 +83,19 @@ def test_hydra_composes_quant_group():
     assert qcfg.use_pact and qcfg.skip == ("head.ctc_head.fc",) and qcfg.name == "qat_pact"
 
 
+@pytest.mark.parametrize("overrides, frozen", [
+    (["quant=qat_int8"], True), ([], False), (["quant=qat_int8", "trainer.freeze_bn=false"], False),
+    (["trainer.freeze_bn=true"], True)])
+def test_freeze_bn_defaults_to_on_for_qat_runs_only(overrides, frozen):
+    from training.cli import precheck_overrides
+    from training.runner import resolve_freeze_bn
+    from training.trainer import TrainerConfig
+
+    cfg = precheck_overrides("det", overrides)
+    assert resolve_freeze_bn(cfg) is frozen
+    assert TrainerConfig.from_mapping(cfg.trainer).freeze_bn is frozen  # written back: saved config shows it
+
+
 def test_skip_patterns_and_aliases():
     from training.models import build_model
 

@@ -109,7 +109,7 @@ class TrainerConfig:
     ema: bool = False
     ema_decay: float = 0.999
     ema_warmup: bool = True
-    freeze_bn: bool = False
+    freeze_bn: bool | None = False  # None (config null) counts as False here; training.runner resolves it
     resume: str | None = None
     seed: int = 42
     progress_bar: bool = True

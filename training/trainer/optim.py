@@ -58,7 +58,7 @@ class OptimConfig:
     warmup_steps: int = 0
     warmup_start_ratio: float = 0.0
     min_lr_ratio: float = 0.0
-    #: ``{fnmatch pattern over structured parameter names: lr multiplier}``, e.g. ``{"head.ctc_head.fc.*": 10}``
+    #: ``{fnmatch pattern over structured parameter names: lr multiplier}``, e.g. ``{"backbone.*": 0.1}`` (move a pretrained backbone less)
     lr_mult: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -218,9 +218,11 @@ def build_optimizer(
 def apply_lr_multipliers(named: list[tuple[str, paddle.Tensor]], lr_mult: Mapping[str, float]) -> dict[str, float]:
     """Give parameters matching a pattern of ``lr_mult`` their own lr multiplier; returns ``{name: mult}``.
 
-    Why: fine-tuning a pretrained model on a few new classes (an extended charset) needs the fresh head rows
-    to move far while the pretrained body moves little; one global lr can do only one of the two. Paddle
-    scales each parameter's step by ``param.optimize_attr['learning_rate']`` in every optimizer, so this
+    Why: fine-tuning often wants part of a pretrained model to move less (a backbone) or more (a fresh
+    layer) than the rest, which one global lr cannot express. (Measured on a 5-character charset extension:
+    a 10x lr on the CTC head learned the new characters less well than the plain lr and cost 3.5 points on
+    the old ones, so it is not applied automatically there.) Paddle scales each parameter's step by
+    ``param.optimize_attr['learning_rate']`` in every optimizer, so this
     keeps one parameter list (global-norm clipping stays global, which param groups would split). The first
     matching pattern wins; a pattern that matches nothing is an error (a typo must not silently do nothing).
     """
