@@ -147,7 +147,8 @@ def inference_config(
 ):
     """Build a ``paddle.inference.Config`` for ``model_dir`` (``inference.pdmodel`` + ``.pdiparams``).
 
-    On CPU the ``self_attention_fuse_pass`` is always deleted (SIGILL on AVX2-only CPUs)."""
+    On CPU the ``self_attention_fuse_pass`` is always deleted (SIGILL on AVX2-only CPUs), and
+    ``enable_mkldnn=False`` really turns oneDNN off (a fresh 2.6 ``Config`` has it on already)."""
     from paddle import inference
 
     model_dir = Path(model_dir)
@@ -164,6 +165,8 @@ def inference_config(
         if enable_mkldnn:
             config.enable_mkldnn()
             config.set_mkldnn_cache_capacity(mkldnn_cache)
+        else:  # Paddle 2.6 CPU builds turn oneDNN on by default: "off" has to be said
+            config.disable_mkldnn()
         config.delete_pass("self_attention_fuse_pass")
     config.switch_ir_optim(ir_optim)
     config.enable_memory_optim()

@@ -283,3 +283,13 @@ def test_int8_directories_get_the_int8_engine(exported, tmp_path):
     engine = create_engine(int8, RuntimeOptions(num_threads=1))
     assert type(engine).__name__ == "Int8Engine" and engine.options.describe()["precision"] == "int8"
     assert isinstance(create_engine(exported["rec"]), InferenceEngine)
+
+
+def test_onednn_off_is_really_off():
+    """Paddle 2.6 CPU builds switch oneDNN on in every fresh Config; RuntimeOptions(enable_mkldnn=False) must
+    turn it off (a benchmark row "oneDNN off" that still ran oneDNN measured nothing)."""
+    from datasets.runtime import inference_config
+
+    model_dir = pretrained_model_dir("det")
+    assert not inference_config(model_dir, num_threads=1, enable_mkldnn=False).mkldnn_enabled()
+    assert inference_config(model_dir, num_threads=1, enable_mkldnn=True).mkldnn_enabled()

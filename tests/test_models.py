@@ -161,16 +161,18 @@ def test_extended_head_learns_new_characters_and_still_reads_old_text(charset, l
 
     before = read()
     assert not any(ch in text for text in before for ch in new_chars)  # fresh rows start silent
+    paddle.seed(0)  # dropout in the SVTR neck
     loss_fn = CTCRecLoss()
     optimizer = paddle.optimizer.AdamW(learning_rate=3e-4, parameters=model.parameters(), weight_decay=1e-4)
-    for step in range(60):
+    for step in range(100):
         model.train()
         loss = loss_fn(model(batch["image"]), batch)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()
-        if step % 10 == 9 and read()[:3] == texts[:3]:
+        if step % 10 == 9 and read() == texts:
             break
     after = read()
+    print(f"learned after {step + 1} steps: {after}")
     assert after[:3] == texts[:3], after
     assert after[3] == LINE
