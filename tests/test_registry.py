@@ -609,3 +609,42 @@ def test_mlflow_models_serve_answers_with_the_champion(tmp_path, monkeypatch, mo
 
 # TODO(train→export): when training.det and `python -m export` can produce a tiny checkpoint/export in test
 # time, start test_full_cycle from them (train tiny → export → register v1 → train again → register v2).
+
+
+def test_registry_uri_as_pretrained_and_qat_parent(sqlite_root, monkeypatch, model_dirs, tmp_path):
+    """``model.pretrained=models:/NAME/VERSION`` (or ``@ALIAS``) loads the registered weights, and a QAT run
+    records the version as its FP32 parent; unknown versions are one clear error."""
+    import numpy as np
+
+    from registry.register import register_model
+    from training.models import PretrainedError, build_model, load_pretrained
+    from training.quant import QuantConfigError, check_parent
+
+    uri = f"sqlite:///{sqlite_root / 'mlflow.db'}"
+    monkeypatch.chdir(sqlite_root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("OCR_CACHE_DIR", str(tmp_path / "cache"))
+    client = RegistryClient(uri)
+    name = _unique("ocr-det-parent")
+    run_id = _fake_training_run(uri, train_digest="fp32-train")
+    version = register_model("det", model_dirs[0], name=name, metrics={"hmean": 0.9, "latency_ms": 50.0},
+                             source_run_id=run_id, client=client).version
+    client.call("set_registered_model_alias", name, "champion", version)
+
+    cfg = {"arch": "ppocrv4_mobile_det", "task": "det"}
+    reference, from_registry = build_model(cfg), build_model(cfg)
+    load_pretrained(reference, "ppocrv4_mobile", cfg)
+    report = load_pretrained(from_registry, f"models:/{name}@champion", cfg)
+    assert f"version {version}" in report.source and len(report.loaded) == len(reference.state_dict()) - len(report.fresh)
+    ref_state = reference.state_dict()
+    for key, value in from_registry.state_dict().items():
+        if key in report.loaded:
+            np.testing.assert_array_equal(value.numpy(), ref_state[key].numpy())
+
+    record = check_parent(f"models:/{name}/{version}", cfg)
+    assert record["registry_version"] == str(version) and record["run_id"] == run_id
+    assert (tmp_path / "cache").is_dir()  # downloaded once into the cache
+    with pytest.raises(PretrainedError, match="not in the registry"):
+        load_pretrained(build_model(cfg), f"models:/{name}/99", cfg)
+    with pytest.raises(QuantConfigError, match="expected models:/NAME/VERSION"):
+        check_parent(f"models:/{name}", cfg)

