@@ -35,6 +35,8 @@ from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 import paddle
 from paddle import nn
 
+from training.models.registry_source import RegistrySourceError, is_registry_uri, resolve_registry_uri
+
 __all__ = [
     "QuantConfigError", "QuantConfig", "QUANT_CONF_DIR", "load_quant_config", "QUANT_BLOCK_VERSION",
     "quantizable_layers", "SKIP_ALIASES", "mark_skip_layers", "quantize_model", "is_quantized_model", "is_qat_state_dict",
@@ -455,9 +457,7 @@ def check_parent(source: str | os.PathLike | None, model_cfg: Mapping[str, Any],
                                "inference dir, ppocrv4_mobile or models:/NAME/VERSION>")
     arch = model_cfg.get("arch")
     record: dict[str, Any] = {"source": str(source), "arch": arch}
-    if str(source).startswith("models:/"):  # a registry version: record it, check the downloaded weights
-        from training.models.registry_source import RegistrySourceError, resolve_registry_uri
-
+    if is_registry_uri(str(source)):  # a registry version: record it, check the downloaded weights
         try:
             resolved = resolve_registry_uri(str(source), model_cfg.get("task") or ("rec" if model_cfg.get("num_classes") else "det"))
         except RegistrySourceError as exc:

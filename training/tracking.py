@@ -22,9 +22,9 @@ Tracking URI: ``tracking_uri`` from the config, else ``$MLFLOW_TRACKING_URI``, e
 from __future__ import annotations
 
 import json
-import re
 import math
 import os
+import re
 import subprocess
 import sys
 import time

@@ -26,6 +26,7 @@ import paddle
 
 from datasets.charset import Charset
 from training.models.ppocr_adapter import is_deploy_form, to_deploy_form
+from training.models.registry_source import RegistrySourceError, is_registry_uri, resolve_registry_uri
 
 __all__ = ["PretrainedError", "LoadReport", "load_pretrained", "read_source", "rapidocr_model_dir",
            "PRETRAINED_SOURCES"]
@@ -143,9 +144,7 @@ def _read_pdparams(path: Path) -> dict[str, np.ndarray]:
 def read_source(source: str | Path, task: str) -> tuple[dict[str, np.ndarray], str, Charset | None]:
     """Tensors of a weights source, its display name and the charset it was trained with (if known)."""
     source_str = str(source)
-    if source_str.startswith("models:/"):
-        from training.models.registry_source import RegistrySourceError, resolve_registry_uri
-
+    if is_registry_uri(source_str):
         try:
             resolved = resolve_registry_uri(source_str, task)
         except RegistrySourceError as exc:
