@@ -328,14 +328,20 @@ def render_rec_line(
     shift: bool = False,
     fonts: list[FontSpec] | None = None,
     max_chars: int = 16,
+    insert_chars: str = "",
 ) -> tuple[np.ndarray, str]:
     """One text-line crop (BGR uint8) and its transcription, with loose margins, a small tilt and the
-    style's degradations, as a recogniser sees crops cut from detections."""
+    style's degradations, as a recogniser sees crops cut from detections.
+
+    ``insert_chars``: put 1-2 of these characters at random places in every line — training lines for
+    characters a charset is being extended with (``model.charset.extra_chars``)."""
     style = _STYLES["shifted" if shift else "default"]
     text_kind = "shifted" if shift else kind
     fonts = fonts if fonts is not None else _fonts(False)
     for _ in range(50):
         text = make_text(rng, lang, text_kind, max_chars=max_chars)
+        if insert_chars:
+            text = _insert_chars(rng, text, insert_chars)
         font = _choose_font(rng, text, fonts)
         if font is None:
             continue
@@ -363,6 +369,13 @@ def render_rec_line(
     colour = _ink_colour(rng, canvas.reshape(-1, 3).mean(0), style.ink)
     _composite(canvas, np.zeros((h, w), np.float32), line, m, colour, (0, 0, w, h))
     return _degrade(rng, np.clip(canvas, 0, 255).astype(np.uint8), style), text
+
+
+def _insert_chars(rng: np.random.Generator, text: str, pool: str) -> str:
+    chars = list(text)
+    for _ in range(int(rng.integers(1, 3))):
+        chars.insert(int(rng.integers(0, len(chars) + 1)), pool[int(rng.integers(len(pool)))])
+    return "".join(chars)
 
 
 # ---------------------------------------------------------------------------------------------- datasets
@@ -415,17 +428,22 @@ def generate_rec_dataset(
     system_fonts: bool = False,
     max_chars: int = 16,
     label_name: str = "label.txt",
+    insert_chars: str = "",
 ) -> Path:
     """Write ``num`` line crops to ``out_dir/images/`` and a PaddleOCR rec label file
-    (``images/rec_000001.jpg<TAB>text`` per line); returns the label file's path."""
+    (``images/rec_000001.jpg<TAB>text`` per line); returns the label file's path. ``insert_chars``: see
+    :func:`render_rec_line`; a character no font covers is an error (it could never be rendered)."""
     from datasets.imageio import write_image
     from datasets.ppocr_label import write_ppocr_rec_label
 
     out = Path(out_dir)
     fonts = _fonts(system_fonts)
+    uncovered = [ch for ch in dict.fromkeys(insert_chars) if not any(f.covers(ch) for f in fonts)]
+    if uncovered:
+        raise ValueError(f"--insert-chars: no font renders {', '.join(f'{c!r} (U+{ord(c):04X})' for c in uncovered)}")
     samples = []
     for i in range(num):
-        image, text = render_rec_line(_rng_for(seed, i, 1), lang, kind, shift, fonts, max_chars)
+        image, text = render_rec_line(_rng_for(seed, i, 1), lang, kind, shift, fonts, max_chars, insert_chars)
         samples.append(RecSample(write_image(out / "images" / f"rec_{i + 1:06d}.jpg", image), text))
     return write_ppocr_rec_label(samples, out / label_name, root=out)
 
@@ -455,12 +473,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="shifted distribution: amounts/dates/codes, bold italic stamp-coloured text on forms")
     parser.add_argument("--system-fonts", action="store_true", help="also use DejaVu/WenQuanYi if installed")
     parser.add_argument("--ignore-prob", default=0.0, type=float, help="fraction of lines labelled don't-care")
+    parser.add_argument("--insert-chars", default="", metavar="CHARS",
+                        help="with --rec: 1-2 of these characters in every line (data for a charset extension)")
     args = parser.parse_args(argv)
     if args.num < 0:
         parser.error("--num must be >= 0")
+    if args.insert_chars and not args.rec:
+        parser.error("--insert-chars needs --rec (it makes recogniser lines)")
     start = time.perf_counter()
     if args.rec:
-        path = generate_rec_dataset(args.out, args.num, args.seed, args.lang, args.kind, args.shift, args.system_fonts)
+        try:
+            path = generate_rec_dataset(args.out, args.num, args.seed, args.lang, args.kind, args.shift,
+                                        args.system_fonts, insert_chars=args.insert_chars)
+        except ValueError as exc:
+            parser.error(str(exc))
     else:
         path = generate_det_dataset(args.out, args.num, args.format, args.lang, args.seed, args.size, args.kind,
                                     args.shift, args.system_fonts, args.ignore_prob)

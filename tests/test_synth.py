@@ -1,6 +1,9 @@
 """Synthetic data: exact polygons that survive a write/read round trip, determinism, and real CJK ink."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -104,3 +107,19 @@ def test_cli_det_and_rec_shifted(tmp_path, capsys):
     assert len(samples) == 5 and all(s.text for s in samples)
     label = generate_rec_dataset(tmp_path / "rec2", 5, seed=0, shift=True)
     assert label.read_bytes() == (tmp_path / "rec" / "label.txt").read_bytes()
+
+
+def test_rec_lines_with_inserted_new_characters(tmp_path, capsys):
+    """Lines for a charset extension: every line carries 1-2 of the new characters; a character no font can
+    draw is refused up front (it would otherwise fail 50 tries per line)."""
+    new = "毖恫刽豢耪"
+    assert main(["--out", str(tmp_path / "new"), "--num", "8", "--rec", "--insert-chars", new, "--seed", "3"]) == 0
+    label = Path(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["out"])
+    texts = [line.split("\t", 1)[1] for line in label.read_text(encoding="utf-8").splitlines()]
+    assert len(texts) == 8
+    assert all(1 <= sum(ch in new for ch in text) for text in texts)
+    assert all(len(text.strip(new)) > 0 for text in texts)  # the usual line is still there around them
+    with pytest.raises(ValueError, match="no font renders"):
+        generate_rec_dataset(tmp_path / "bad", 2, insert_chars="\ue000")
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "det"), "--num", "1", "--insert-chars", new])
