@@ -4,6 +4,13 @@
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run as a file: `paddle.distributed.launch` takes a .py path
+    import sys
+    from pathlib import Path
+
+    _here = Path(__file__).resolve().parent  # training/ must not shadow top-level modules; the project root must
+    sys.path[:] = [str(_here.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _here]
+
 import training  # noqa: F401  -- start-up fix before paddle
 
 from omegaconf import DictConfig

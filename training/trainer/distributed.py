@@ -4,7 +4,7 @@ Why a module of its own: the trainer, the checkpoint writer and the tracker all 
 (am I distributed? am I rank 0? how do I sum a metric over ranks?) and must not each re-derive them from
 environment variables. Launch with::
 
-    python -m paddle.distributed.launch --nproc_per_node 2 --log_dir LOG -m training.det ...
+    python -m paddle.distributed.launch --nproc_per_node 2 --log_dir LOG training/det.py ...   (a .py path, not -m)
 
 On a CPU-only machine the launcher picks the gloo backend; ``init_parallel_env`` + ``paddle.DataParallel``
 then train exactly (parameters bitwise identical across ranks, see ``tests/test_distributed.py``). Not
