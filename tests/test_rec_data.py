@@ -118,3 +118,30 @@ def test_loader_order_and_augmentation_reproducible_across_workers(tmp_path, cha
     for a, b in zip(*runs):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+def test_lines_outside_the_charset_stop_training_unless_skipping_is_chosen(tmp_path, line_image):
+    """PaddleOCR silently drops characters it does not know; here a line with one is an error naming the
+    characters, the file and line, and the fix — unless data.on_error=skip, which drops and counts them."""
+    import cv2
+
+    from datasets.charset import Charset
+    from training.cli import UserError
+    from training.data import load_split
+
+    (tmp_path / "img").mkdir()
+    texts = ["发票金额", "毖恫号码", "ABC123"]
+    for i, text in enumerate(texts):
+        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), line_image(text))
+    (tmp_path / "train.txt").write_text("".join(f"img/{i}.png\t{t}\n" for i, t in enumerate(texts)), encoding="utf-8")
+    split = {"format": "ppocr-rec", "root": str(tmp_path), "label_files": ["train.txt"], "ratios": None}
+    charset = Charset.default()
+    with pytest.raises(UserError) as err:
+        load_split("train", split, task="rec", cache_dir=tmp_path / "cache", charset=charset)
+    message = str(err.value)
+    assert "1 text line(s)" in message and "'毖恫'" in message and "train.txt:2" in message
+    assert "model.charset.extra_chars='毖恫'" in message and "data.on_error=skip" in message
+    data = load_split("train", split, task="rec", cache_dir=tmp_path / "cache", charset=charset, on_error="skip")
+    assert [s.text for s in data.samples] == ["发票金额", "ABC123"] and data.num_skipped == 1
+    extended = load_split("train", split, task="rec", cache_dir=tmp_path / "cache", charset=charset.extend("毖恫"))
+    assert len(extended.samples) == 3 and extended.num_skipped == 0

@@ -104,6 +104,18 @@ def test_config_errors_are_one_line(args, expected):
     assert "Traceback" not in proc.stderr
 
 
+def test_extend_charset_preset_composes_for_rec():
+    from training.cli import precheck_overrides
+    from training.runner import charset_from_cfg
+
+    cfg = precheck_overrides("rec", ["+experiment=extend_charset", "model.charset.extra_chars='毖恫'",
+                                     "data.train.root=/d", "data.eval.root=/d"])
+    assert cfg.data.train.format == cfg.data.eval.format == "ppocr-rec"
+    assert cfg.optim.lr == 3e-4 and cfg.optim.warmup_steps == 20 and cfg.trainer.max_steps == 300
+    charset = charset_from_cfg(cfg.model)
+    assert charset.contains("毖") and charset.contains("恫") and charset.contains("增")
+
+
 def test_missing_data_dir_is_one_line(tmp_path):
     proc = _cli("-m", "training.det", "+experiment=rctw", f"data.train.root={tmp_path}/nope",
                 f"data.eval.root={tmp_path}/nope", "tracking=none", f"paths.runs={tmp_path}")

@@ -83,7 +83,8 @@ def run_entry(config_name: str, task_fn: Callable[[DictConfig], object]) -> None
         if not _wants_only_config(argv):
             missing = missing_keys(cfg)
             if missing:
-                raise UserError(f"config error: {', '.join(missing)} must be set (e.g. {missing[0]}=/path/to/data)")
+                example = "/path/to/data" if missing[0].endswith(".root") else "..."
+                raise UserError(f"config error: {', '.join(missing)} must be set (e.g. {missing[0]}={example})")
     except UserError as exc:
         print(str(exc), file=sys.stderr)
         sys.exit(2)

@@ -120,13 +120,19 @@ def load_split(name: str, split: Mapping[str, Any], *, task: str, cache_dir: str
         num_skipped = len(errors)
         log.warning("data.%s: %d error(s), bad samples dropped (data.on_error=skip); first: %s", name, num_skipped, first)
     if task == "rec" and charset is not None:
-        before = len(samples)
-        samples = [s for s in samples if all(charset.contains(ch) for ch in s.text)]
-        if len(samples) < before:
-            dropped = before - len(samples)
-            log.warning("data.%s: %d text line(s) contain characters outside the charset; they are not trained on "
-                        "(extend it with model.charset.extra_chars)", name, dropped)
-            num_skipped += dropped
+        outside = [s for s in samples if not all(charset.contains(ch) for ch in s.text)]
+        if outside:
+            first = outside[0]
+            unknown = "".join(dict.fromkeys(ch for s in outside for ch in s.text if not charset.contains(ch)))
+            where = f"{first.source}:{first.line}" if first.source is not None else str(first.image_path)
+            message = (f"data.{name} ({fmt}:{path}): {len(outside)} text line(s) contain characters outside the "
+                       f"charset ({len(charset)} chars): {unknown[:20]!r}{'…' if len(unknown) > 20 else ''}; "
+                       f"first at {where}: {first.text!r}. Add them with model.charset.extra_chars='{unknown[:20]}'")
+            if on_error == "raise":
+                raise UserError(message + ", or set data.on_error=skip to drop these lines")
+            log.warning("%s; dropped (data.on_error=skip)", message)
+            samples = [s for s in samples if all(charset.contains(ch) for ch in s.text)]
+            num_skipped += len(outside)
     if not samples:
         raise UserError(f"data.{name} ({fmt}:{path}) has no usable samples")
     digest = dataset_digest(samples, mode="fast")
