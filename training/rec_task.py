@@ -34,6 +34,16 @@ def build_rec_model(cfg: DictConfig, charset):
     return model, report, session
 
 
+def _warn_short_schedule(cfg: DictConfig) -> None:
+    """New CTC rows start as the average class and only learn at full lr: a schedule that is mostly warm-up
+    learned nothing new in our measurement (100 warm-up steps of 120), 20 of 300 learned them (README)."""
+    steps, warmup = cfg.trainer.get("max_steps"), int(cfg.optim.get("warmup_steps") or 0)
+    if steps and warmup > 0.25 * int(steps):
+        log.warning("the charset was extended but optim.warmup_steps=%d is %d%% of trainer.max_steps=%d: the new "
+                    "rows learn at full lr; +experiment=extend_charset uses 20 of 300", warmup,
+                    round(100 * warmup / int(steps)), int(steps))
+
+
 def _input(cfg: DictConfig) -> tuple[int, int, int]:
     inp = cfg.model.input
     return int(inp.height), int(inp.min_width), int(inp.max_width)
@@ -64,6 +74,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return result
     if cfg.mode != "train":
         raise UserError(f"config error: mode must be train or eval, got {cfg.mode!r}")
+    if report.head == "extended":
+        _warn_short_schedule(cfg)
     from datasets.loaders import RecDataset, build_loader
     from training.losses import CTCRecLoss
     from training.trainer.distributed import rank, world_size
