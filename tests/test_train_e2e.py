@@ -135,3 +135,17 @@ def test_det_qat_through_the_entry_config_and_fp32_resume_is_refused(tmp_path):
     assert any(p.name == "inference.pdiparams" for p in int8_dir.rglob("*")), sorted(int8_dir.rglob("*"))
     with pytest.raises(UserError, match="QAT"):
         run(_cfg("det", tmp_path, "trainer.resume=auto"))
+
+
+def test_extended_charset_with_a_mostly_warmup_schedule_is_warned(caplog):
+    from training.cli import precheck_overrides
+    from training.rec_task import _warn_short_schedule
+
+    with caplog.at_level("WARNING"):
+        _warn_short_schedule(precheck_overrides("rec", ["trainer.max_steps=120", "optim.warmup_steps=100"]))
+    assert "warmup_steps=100 is 83% of trainer.max_steps=120" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _warn_short_schedule(precheck_overrides("rec", ["+experiment=extend_charset", "data.train.root=/d",
+                                                        "data.eval.root=/d"]))
+    assert "warmup_steps" not in caplog.text
