@@ -145,3 +145,32 @@ def test_lines_outside_the_charset_stop_training_unless_skipping_is_chosen(tmp_p
     assert [s.text for s in data.samples] == ["发票金额", "ABC123"] and data.num_skipped == 1
     extended = load_split("train", split, task="rec", cache_dir=tmp_path / "cache", charset=charset.extend("毖恫"))
     assert len(extended.samples) == 3 and extended.num_skipped == 0
+
+
+def test_train_split_mixes_other_sources_by_ratio(tmp_path, line_image):
+    """data.train.mix: real lines + synthetic lines by ratio (PaddleOCR's ratio_list meaning; >1 repeats)."""
+    import cv2
+
+    from training.cli import UserError
+    from training.data import load_split
+
+    (tmp_path / "img").mkdir()
+    texts = ["发票金额", "号码", "ABC123"]
+    for i, text in enumerate(texts):
+        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), line_image(text))
+    (tmp_path / "train.txt").write_text("".join(f"img/{i}.png\t{t}\n" for i, t in enumerate(texts)), encoding="utf-8")
+    real = {"format": "ppocr-rec", "root": str(tmp_path), "label_files": ["train.txt"], "ratios": None}
+    synth = {"format": "synth", "num": 4, "seed": 5, "kind": "invoice"}
+    kw = dict(task="rec", cache_dir=tmp_path / "cache")
+
+    alone = load_split("train", real, **kw)
+    half = load_split("train", {**real, "mix": [{**synth, "ratio": 0.5}]}, **kw)
+    assert half.format == "mixed" and half.path.count(" + ppocr-rec:") == 1 and half.path.endswith(" x0.5")
+    assert len(half.samples) == 3 + 2 and half.samples[:3] == alone.samples
+    assert half.digest["digest"] != alone.digest["digest"]
+    again = load_split("train", {**real, "mix": [{**synth, "ratio": 0.5}]}, **kw)
+    assert [s.text for s in again.samples] == [s.text for s in half.samples]  # fixed by the seed
+    over = load_split("train", {**real, "mix": [{**synth, "ratio": 2.5}]}, **kw)
+    assert len(over.samples) == 3 + 10 and len({str(s.image_path) for s in over.samples[3:]}) == 4
+    with pytest.raises(UserError, match=r"data.train.mix\[0\].ratio must be a number > 0"):
+        load_split("train", {**real, "mix": [{**synth, "ratio": 0}]}, **kw)

@@ -94,7 +94,48 @@ def _validate_and_read(task: str, fmt: str, path: Path, split: Mapping[str, Any]
 
 def load_split(name: str, split: Mapping[str, Any], *, task: str, cache_dir: str | Path, on_error: str = "raise",
                charset=None, rec_width: int | None = None) -> SplitData:
-    """Samples of one split, validated, with their digest."""
+    """Samples of one split, validated, with their digest; ``split.mix`` adds other sources by ratio.
+
+    ``mix: [{format: synth, num: 2000, kind: invoice, ratio: 0.5}, {format: ppocr-rec, root: …, ratio: 2}]``:
+    each entry is a split of its own (validated the same way) of which ``ratio`` × its size samples join the
+    main split — PaddleOCR's ``ratio_list`` meaning, fixed once per run from the seed; a ratio above 1 repeats
+    samples (oversampling a small source). The digest covers the mixed sample list."""
+    main = _load_source(name, split, task=task, cache_dir=cache_dir, on_error=on_error, charset=charset,
+                        rec_width=rec_width)
+    mix = list(split.get("mix") or [])
+    if not mix:
+        return main
+    samples, sources = list(main.samples), [f"{main.format}:{main.path}"]
+    num_errors, num_skipped = main.num_errors, main.num_skipped
+    for i, entry in enumerate(mix):
+        entry = dict(entry)
+        where = f"data.{name}.mix[{i}]"
+        ratio = entry.pop("ratio", 1.0)
+        if not isinstance(ratio, (int, float)) or ratio <= 0:
+            raise UserError(f"config error: {where}.ratio must be a number > 0, got {ratio!r}")
+        if entry.get("mix"):
+            raise UserError(f"config error: {where} has its own mix; list every source in data.{name}.mix")
+        part = _load_source(f"{name}.mix[{i}]", entry, task=task, cache_dir=cache_dir, on_error=on_error,
+                            charset=charset, rec_width=rec_width)
+        samples += _take(part.samples, float(ratio), seed=f"{name}:{i}")
+        sources.append(f"{part.format}:{part.path} x{float(ratio):g}")
+        num_errors += part.num_errors
+        num_skipped += part.num_skipped
+    return SplitData(name, "mixed", " + ".join(sources), samples, dataset_digest(samples, mode="fast"),
+                     num_errors=num_errors, num_skipped=num_skipped)
+
+
+def _take(samples: list, ratio: float, seed: str) -> list:
+    """``round(len × ratio)`` samples: whole copies for the integer part, a seeded subset for the rest."""
+    import random
+
+    count = round(len(samples) * ratio)
+    copies, rest = divmod(count, len(samples)) if samples else (0, 0)
+    return samples * copies + random.Random(seed).sample(samples, rest)
+
+
+def _load_source(name: str, split: Mapping[str, Any], *, task: str, cache_dir: str | Path, on_error: str,
+                 charset, rec_width: int | None) -> SplitData:
     fmt = split.get("format")
     if fmt == "synth":
         fmt, path = synth_split_path(split, task, cache_dir)
