@@ -174,3 +174,7 @@ def test_train_split_mixes_other_sources_by_ratio(tmp_path, line_image):
     assert len(over.samples) == 3 + 10 and len({str(s.image_path) for s in over.samples[3:]}) == 4
     with pytest.raises(UserError, match=r"data.train.mix\[0\].ratio must be a number > 0"):
         load_split("train", {**real, "mix": [{**synth, "ratio": 0}]}, **kw)
+    with pytest.raises(UserError, match=r"data.train.mix\[0\].num must be set for format synth"):
+        load_split("train", {**real, "mix": [{"format": "synth", "ratio": 1}]}, **kw)
+    with pytest.raises(UserError, match=r"data.train.mix\[0\].format must be set"):
+        load_split("train", {**real, "mix": [{"num": 3, "ratio": 1}]}, **kw)

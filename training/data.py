@@ -137,7 +137,11 @@ def _take(samples: list, ratio: float, seed: str) -> list:
 def _load_source(name: str, split: Mapping[str, Any], *, task: str, cache_dir: str | Path, on_error: str,
                  charset, rec_width: int | None) -> SplitData:
     fmt = split.get("format")
+    if not fmt:
+        raise UserError(f"config error: data.{name}.format must be set (synth, icdar2015, rctw17, ppocr-det, ppocr-rec)")
     if fmt == "synth":
+        if split.get("num") is None:
+            raise UserError(f"config error: data.{name}.num must be set for format synth (how many samples to render)")
         fmt, path = synth_split_path(split, task, cache_dir)
     else:
         if split.get("root") in (None, "", "???"):
