@@ -179,7 +179,7 @@ def _export_info(model_dir: Path) -> dict[str, Any]:
 
         doc = yaml.safe_load((model_dir / "inference.yml").read_text(encoding="utf-8")) or {}
     except (OSError, ValueError):
-        return {"quantized": False, "run_id": None, "parent_run_id": None}
+        return {"quantized": False, "run_id": None, "parent_run_id": None, "parent_version": None}
     own = doc.get(OWN_SECTION) or {}
     quant = own.get("quantization") or {}
     precision = str(quant.get("precision", "")).lower() if isinstance(quant, dict) else ""
@@ -187,7 +187,10 @@ def _export_info(model_dir: Path) -> dict[str, Any]:
     parent = (quant.get("parent") if isinstance(quant, dict) else None) or provenance.get("parent") or {}
     return {"quantized": precision == "int8",
             "run_id": provenance.get("tracking_run_id") if isinstance(provenance, dict) else None,
-            "parent_run_id": parent.get("run_id") if isinstance(parent, dict) else None}
+            "parent_run_id": parent.get("run_id") if isinstance(parent, dict) else None,
+            # a QAT parent given as models:/NAME/VERSION names its version exactly
+            "parent_version": ((str(parent["registry_version"]), parent.get("registry_name"))
+                               if isinstance(parent, dict) and parent.get("registry_version") else None)}
 
 
 def _version_from_run(client: RegistryClient, name: str, run_id: str | None) -> str | None:
@@ -385,6 +388,9 @@ def register_model(task: str, model_dir: str | Path, *, name: str | None = None,
     if source_run_id is None and exported["run_id"] and _run_exists(client, exported["run_id"]):
         source_run_id = exported["run_id"]  # the training run the export names
     is_quantized = exported["quantized"] if quantized is None else bool(quantized)
+    if fp32_parent_version is None and is_quantized and exported["parent_version"]:
+        version, parent_name = exported["parent_version"]
+        fp32_parent_version = version if parent_name in (None, name) else None
     if fp32_parent_version is None and is_quantized:
         fp32_parent_version = _version_from_run(client, name, exported["parent_run_id"])
     if fp32_parent_version is not None:

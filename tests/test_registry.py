@@ -648,3 +648,24 @@ def test_registry_uri_as_pretrained_and_qat_parent(sqlite_root, monkeypatch, mod
         load_pretrained(build_model(cfg), f"models:/{name}/99", cfg)
     with pytest.raises(QuantConfigError, match="expected models:/NAME/VERSION"):
         check_parent(f"models:/{name}", cfg)
+
+
+def test_int8_child_of_a_registry_parent_names_that_version(sqlite_root, monkeypatch, model_dirs, tmp_path):
+    """A QAT run started from models:/NAME/VERSION records the version; registering its INT8 export links to
+    exactly that version (not to whichever version its run produced last)."""
+    from export.inference_yml import write_inference_yml
+    from registry.register import register_model
+
+    uri = f"sqlite:///{sqlite_root / 'mlflow.db'}"
+    monkeypatch.chdir(sqlite_root)
+    client = RegistryClient(uri)
+    name = _unique("ocr-det-regparent")
+    run = _fake_training_run(uri, train_digest="fp32-train")
+    metrics = {"hmean": 0.9, "latency_ms": 100.0, "data_digest": "d"}
+    first = register_model("det", model_dirs[0], name=name, metrics=metrics, source_run_id=run, client=client)
+    register_model("det", model_dirs[1], name=name, metrics=metrics, source_run_id=run, client=client)
+    int8_dir = shutil.copytree(model_dirs[0], tmp_path / "det_int8")
+    write_inference_yml(int8_dir, "det", extra={"quantization": {
+        "precision": "int8", "parent": {"run_id": run, "registry_name": name, "registry_version": first.version}}})
+    child = register_model("det", int8_dir, name=name, metrics={**metrics, "latency_ms": 70.0}, client=client)
+    assert client.version(name, child.version).tags["fp32_parent_version"] == str(first.version)
