@@ -59,11 +59,10 @@ def run_bench(chars: str, steps: int, num_train: int, out: Path) -> dict[str, An
     extra = f"model.charset.extra_chars='{chars}'"
 
     def evaluate(weights: str) -> dict[str, dict[str, float]]:
-        return {name: {k: _rec(out, extra, "mode=eval", f"model.pretrained={weights}",
-                               f"data.train.label_files=[{rel['train_old']}]",
-                               f"data.eval.label_files=[{rel[name]}]",
-                               f"hydra.run.dir={out / 'eval'}")[k] for k in ("acc", "norm_edit_dis")}
-                for name in ("eval_old", "eval_new")}
+        results = {name: _rec(out, extra, "mode=eval", f"model.pretrained={weights}",
+                              f"data.train.label_files=[{rel['train_old']}]", f"data.eval.label_files=[{rel[name]}]",
+                              f"hydra.run.dir={out / 'eval'}") for name in ("eval_old", "eval_new")}
+        return {name: {k: r[k] for k in ("acc", "norm_edit_dis")} for name, r in results.items()}
 
     before = evaluate("ppocrv4_mobile")
     trained = _rec(out, extra, f"trainer.max_steps={steps}", f"trainer.eval_every={max(1, steps // 3)}",
