@@ -6,7 +6,7 @@ the pretrained PP-OCRv4 recogniser with the extended charset is evaluated on hel
 (``mode=eval``), fine-tuned with ``+experiment=extend_charset`` on the two training sets mixed, and evaluated
 again. Prints a table and the JSON result (last stdout line; ``--json FILE`` too).
 
-    python -m bench.charset_extension [--chars 毖恫刽豢耪] [--steps 300] [--train 600] [--out DIR]
+    python -m bench.charset_extension [--chars 毖恫刽豢耪] [--steps 300] [--train 600] [--out DIR] [--set K=V …]
 
 Takes ~20 min at the defaults on 2 CPU cores (300 steps at batch 16).
 """
@@ -52,7 +52,7 @@ def _rec(out: Path, *overrides: str) -> dict[str, Any]:
                        f"data.eval.root={out}", "tracking=none", "trainer.progress_bar=false", *overrides])
 
 
-def run_bench(chars: str, steps: int, num_train: int, out: Path) -> dict[str, Any]:
+def run_bench(chars: str, steps: int, num_train: int, out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     rel = {"train_old": _make_lines(out, "train_old", num_train, 1), "train_new": _make_lines(out, "train_new", num_train, 2, chars),
            "eval_old": _make_lines(out, "eval_old", 200, 3), "eval_new": _make_lines(out, "eval_new", 100, 4, chars)}
@@ -68,11 +68,12 @@ def run_bench(chars: str, steps: int, num_train: int, out: Path) -> dict[str, An
     trained = _rec(out, extra, f"trainer.max_steps={steps}", f"trainer.eval_every={max(1, steps // 3)}",
                    f"data.train.label_files=[{rel['train_new']},{rel['train_old']}]",
                    f"data.eval.label_files=[{rel['eval_new']}]", "data.num_workers=0",
-                   f"hydra.run.dir={out / 'run'}")
+                   f"hydra.run.dir={out / 'run'}", *(overrides or []))
     after = evaluate(trained["best_checkpoint"])
     return {"machine": machine(), "versions": versions(),
             "settings": {"chars": chars, "steps": steps, "train_lines": {"old": num_train, "new": num_train},
-                         "eval_lines": {"old": 200, "new": 100}, "preset": "+experiment=extend_charset"},
+                         "eval_lines": {"old": 200, "new": 100}, "preset": "+experiment=extend_charset",
+                         "overrides": list(overrides or [])},
             "before": before, "after": after, "best_step": trained.get("best_step"),
             "train_time_s": trained.get("train_time_s"), "seconds": round(time.perf_counter() - started, 1)}
 
@@ -95,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--train", type=int, default=600, help="training lines of each kind (old, new)")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "charset_extension", help="work directory")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra training override, e.g. --set trainer.freeze_bn=false (repeatable)")
     parser.add_argument("--json", type=Path, metavar="FILE")
     args = parser.parse_args(argv)
-    result = run_bench(args.chars, args.steps, args.train, args.out.resolve())
+    result = run_bench(args.chars, args.steps, args.train, args.out.resolve(), args.set)
     _print_table(result)
     write_json(result, args.json, "charset_extension.json")
     print(json.dumps(result, ensure_ascii=False))
