@@ -462,7 +462,7 @@ def check_parent(source: str | os.PathLike | None, model_cfg: Mapping[str, Any],
             resolved = resolve_registry_uri(str(source), model_cfg.get("task") or ("rec" if model_cfg.get("num_classes") else "det"))
         except RegistrySourceError as exc:
             raise QuantConfigError(str(exc)) from None
-        record.update(resolved.lineage())
+        record.update(resolved.lineage(), local_path=str(resolved.path))
         source = resolved.path
     found = read_checkpoint_state(source)
     if found is None:
@@ -500,7 +500,8 @@ def load_parent(model: nn.Layer, source: str | os.PathLike | None, model_cfg: Ma
         raise QuantConfigError("load the FP32 parent before quantize_model(): the wrapped model has renamed weights")
     record = check_parent(source, model_cfg, charset)
     try:
-        report = load_pretrained(model, str(source), model_cfg, charset)
+        # a registry parent was downloaded by check_parent: load that copy instead of resolving the URI again
+        report = load_pretrained(model, record.get("local_path", str(source)), model_cfg, charset)
     except PretrainedError as exc:
         raise QuantConfigError(f"QAT parent: {exc}") from None
     if report.head not in ("loaded",) and model_cfg.get("num_classes"):
