@@ -120,20 +120,24 @@ def test_loader_order_and_augmentation_reproducible_across_workers(tmp_path, cha
             np.testing.assert_array_equal(x, y)
 
 
+def _write_rec_lines(root, texts, line_image) -> None:
+    """``root/train.txt`` (PaddleOCR rec labels) over rendered line images ``root/img/N.png``."""
+    from datasets.imageio import write_image
+    from datasets.ppocr_label import write_ppocr_rec_label
+    from datasets.sample import RecSample
+
+    samples = [RecSample(write_image(root / "img" / f"{i}.png", line_image(t)), t) for i, t in enumerate(texts)]
+    write_ppocr_rec_label(samples, root / "train.txt", root=root)
+
+
 def test_lines_outside_the_charset_stop_training_unless_skipping_is_chosen(tmp_path, line_image):
     """PaddleOCR silently drops characters it does not know; here a line with one is an error naming the
     characters, the file and line, and the fix — unless data.on_error=skip, which drops and counts them."""
-    import cv2
-
     from datasets.charset import Charset
     from training.cli import UserError
     from training.data import load_split
 
-    (tmp_path / "img").mkdir()
-    texts = ["发票金额", "毖恫号码", "ABC123"]
-    for i, text in enumerate(texts):
-        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), line_image(text))
-    (tmp_path / "train.txt").write_text("".join(f"img/{i}.png\t{t}\n" for i, t in enumerate(texts)), encoding="utf-8")
+    _write_rec_lines(tmp_path, ["发票金额", "毖恫号码", "ABC123"], line_image)
     split = {"format": "ppocr-rec", "root": str(tmp_path), "label_files": ["train.txt"], "ratios": None}
     charset = Charset.default()
     with pytest.raises(UserError) as err:
@@ -149,16 +153,10 @@ def test_lines_outside_the_charset_stop_training_unless_skipping_is_chosen(tmp_p
 
 def test_train_split_mixes_other_sources_by_ratio(tmp_path, line_image):
     """data.train.mix: real lines + synthetic lines by ratio (PaddleOCR's ratio_list meaning; >1 repeats)."""
-    import cv2
-
     from training.cli import UserError
     from training.data import load_split
 
-    (tmp_path / "img").mkdir()
-    texts = ["发票金额", "号码", "ABC123"]
-    for i, text in enumerate(texts):
-        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), line_image(text))
-    (tmp_path / "train.txt").write_text("".join(f"img/{i}.png\t{t}\n" for i, t in enumerate(texts)), encoding="utf-8")
+    _write_rec_lines(tmp_path, ["发票金额", "号码", "ABC123"], line_image)
     real = {"format": "ppocr-rec", "root": str(tmp_path), "label_files": ["train.txt"], "ratios": None}
     synth = {"format": "synth", "num": 4, "seed": 5, "kind": "invoice"}
     kw = dict(task="rec", cache_dir=tmp_path / "cache")
