@@ -29,14 +29,26 @@ if [ -z "$PY" ]; then
 fi
 
 VENV=.venv
+ZLIB_HOOK=scripts/ocr_lifecycle_zlib_first.pth
+
+# The zlib-before-paddle start-up hook (STACK.md trap 1) for every interpreter of the venv. Installed on every
+# run, even when the stamp says the venv is up to date, so venvs made before the hook existed get it too.
+install_zlib_hook() {
+  local site
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  cp "$ZLIB_HOOK" "$site/.ocr_hook.tmp" && mv "$site/.ocr_hook.tmp" "$site/$(basename "$ZLIB_HOOK")"
+}
+
 STAMP_SRC=$(cat requirements/*.txt pyproject.toml; echo "gpu=$GPU")
 STAMP=$(printf '%s' "$STAMP_SRC" | sha256sum | cut -d' ' -f1)
 if [ -f "$VENV/.setup-stamp" ] && [ "$(cat "$VENV/.setup-stamp")" = "$STAMP" ] && [ -x "$VENV/bin/python" ]; then
+  install_zlib_hook
   echo "setup: up to date ($VENV)"
   exit 0
 fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+install_zlib_hook
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip
 echo "setup: installing the pinned stack (about 2 minutes on a fresh machine)"
@@ -49,8 +61,7 @@ if [ "$GPU" = 1 ]; then
   "${PIP[@]}" install -c requirements/constraints.txt "paddlepaddle-gpu==2.6.2"
 fi
 "$VENV/bin/python" - <<'PY'
-import datasets  # start-up fix first
-import paddle, cv2, numpy, albumentations, mlflow, pyclipper
+import paddle, cv2  # no "import zlib" first: the start-up hook must make this order safe, numpy, albumentations, mlflow, pyclipper
 from training.models.pretrained import rapidocr_model_dir
 rapidocr_model_dir("ch_PP-OCRv4_det_infer")
 assert numpy.__version__.startswith("1.26"), numpy.__version__
