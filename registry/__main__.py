@@ -373,15 +373,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (0 ok, 1 error, 2 refused)."""
     args = build_parser().parse_args(argv)
     _quiet_mlflow()
-    from registry.client import RegistryClient, RegistryError
+    from registry.client import RegistryError, client_from_config
     from registry.config import load_config
     from registry.lock import LockLost
     from registry.promote import PromotionRefused
 
     try:
         cfg = load_config(args.config)
-        client = RegistryClient(args.tracking_uri or cfg.tracking_uri, attempts=cfg.retries.attempts,
-                                backoff_s=cfg.retries.backoff_s)
+        client = client_from_config(cfg, args.tracking_uri)
+        client.probe()  # a dead server is one line within the deadline, not MLflow's retry loop
         return _COMMANDS[args.command](args, cfg, client)
     except PromotionRefused as exc:
         print(str(exc), file=sys.stderr)

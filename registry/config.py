@@ -28,6 +28,14 @@ class GateConfig:
     max_latency_increase_pct: float = 15.0
     require_charset_compatible: bool = True
     challenger_enforced: tuple[str, ...] = ("charset_compatible",)
+    latency_mode: str = "side_by_side"   # or "recorded": compare the latency tags written at registration
+    latency_rounds: int = 7              # interleaved timed rounds per model when measuring side by side
+
+    def __post_init__(self) -> None:
+        if self.latency_mode not in ("side_by_side", "recorded"):
+            raise ValueError(f"registry.gates.latency_mode must be side_by_side or recorded, got {self.latency_mode!r}")
+        if int(self.latency_rounds) < 1:
+            raise ValueError(f"registry.gates.latency_rounds must be >= 1, got {self.latency_rounds!r}")
 
 
 @dataclass(frozen=True)
@@ -38,8 +46,14 @@ class LockConfig:
 
 @dataclass(frozen=True)
 class RetryConfig:
+    """Retries of transient store errors, bounded in total by ``deadline_s`` (also the unreachable-server
+    limit); ``http_*`` cap MLflow's own per-request retries (applied unless the MLFLOW_HTTP_* variables are set)."""
+
     attempts: int = 5
     backoff_s: float = 0.3
+    deadline_s: float = 15.0
+    http_timeout_s: float = 10.0
+    http_max_retries: int = 1
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class RegistryConfig:
         default_factory=lambda: {"champion": "champion", "challenger": "challenger", "previous": "previous-champion"})
     gates: GateConfig = field(default_factory=GateConfig)
     canary_fraction: float = 0.0
+    serve_refresh_s: float = 30.0
     det_bundle_rec: str | None = "pretrained"
     lock: LockConfig = field(default_factory=LockConfig)
     retries: RetryConfig = field(default_factory=RetryConfig)

@@ -24,6 +24,7 @@ import uuid
 
 from registry.audit import current_user
 from registry.client import RegistryClient, is_already_exists, is_not_found, is_transient
+from registry.progress import notice
 
 __all__ = ["LOCK_SUFFIX", "LockTimeout", "LockLost", "PromotionLock", "lock_name"]
 
@@ -127,6 +128,7 @@ class PromotionLock:
     # ------------------------------------------------------------------ protocol
     def acquire(self) -> "PromotionLock":
         start = time.monotonic()
+        announced = False
         while True:
             if self._try_create():
                 self.held = True
@@ -134,6 +136,10 @@ class PromotionLock:
                 return self
             holder = self._safe_holder()
             if holder is not None:
+                if not announced and time.monotonic() - start > 1.0:
+                    announced = True
+                    notice(f"waiting for the promotion lock of {self.name} held by {holder.get('who', '?')} "
+                           f"(up to {self.timeout_s:g} s)")
                 self._break_if_stale(holder)
             if time.monotonic() - start > self.timeout_s:
                 who = (holder or {}).get("who", "another process")
