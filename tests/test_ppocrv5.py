@@ -1,0 +1,136 @@
+"""PP-OCRv5 mobile det/rec on Paddle 2.6: the official files load by static name (every tensor, equal shapes,
+sha256-pinned) and the loaded dygraph models reproduce Paddle 3 running the official ``inference.json``
+(fixture written by ``tests/fixtures/ppocrv5/make_reference.py`` in a throw-away Paddle 3 venv)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+from training.models import build_model, load_pretrained
+from training.models.pretrained import PretrainedError, named_charset
+from training.models.ppocrv5 import (PPOCRV5_SHA256, PPOCRv5Error, ppocrv5_model_dir, read_param_specs,
+                                     read_ppocrv5, static_name_map)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "ppocrv5" / "reference.npz"
+DET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+DET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return np.load(FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def v5_charset():
+    return named_charset("ppocrv5_mobile")
+
+
+def _v5(task: str, charset=None):
+    cfg = {"arch": f"ppocrv5_mobile_{task}"}
+    if charset is not None:
+        cfg["num_classes"] = charset.num_classes
+    model = build_model(cfg)
+    report = load_pretrained(model, "ppocrv5_mobile", cfg, charset)
+    model.eval()
+    return model, report
+
+
+# ------------------------------------------------------------------------------------------ mapping
+@pytest.mark.parametrize("task, classes", [("det", None), ("rec", 18385)])
+def test_every_file_tensor_maps_by_static_name_with_equal_shape(task, classes):
+    model_dir = ppocrv5_model_dir(task)
+    specs = read_param_specs(model_dir / "inference.json")
+    assert len(specs) == 234
+    cfg = {"arch": f"ppocrv5_mobile_{task}", **({"num_classes": classes} if classes else {})}
+    names = static_name_map(cfg)
+    assert all(s.name in names and names[s.name][1] == s.shape for s in specs)
+    tensors = read_ppocrv5(task)
+    assert len(tensors) == 234 and len(set(tensors)) == 234  # every tensor assigned, none twice
+    assert {names[s.name][0] for s in specs} == set(tensors)
+
+
+def test_rec_charset_is_the_shipped_dict(v5_charset):
+    assert len(v5_charset.chars) == 18384 and v5_charset.chars[-1] == " " and v5_charset.num_classes == 18385
+    assert v5_charset.contains("增") and v5_charset.contains("體") and v5_charset.contains("の")
+
+
+def test_altered_parameter_file_is_refused(tmp_path):
+    src = ppocrv5_model_dir("det")
+    for name in ("inference.json", "inference.pdiparams"):
+        shutil.copy(src / name, tmp_path / name)
+    with open(tmp_path / "inference.pdiparams", "r+b") as fh:
+        fh.seek(5000)
+        byte = fh.read(1)
+        fh.seek(5000)
+        fh.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(PPOCRv5Error, match=f"not the pinned {PPOCRV5_SHA256['det'][:16]}"):
+        read_ppocrv5("det", tmp_path)
+
+
+def test_wrong_architecture_names_the_mismatch(tmp_path):
+    """The det file against the rec layout: refused with counts, not loaded partially."""
+    src = ppocrv5_model_dir("det")
+    for name in ("inference.json", "inference.pdiparams"):
+        shutil.copy(src / name, tmp_path / name)
+    with pytest.raises(PPOCRv5Error, match=r"tensors have no layer of that name in model.arch=ppocrv5_mobile_rec"):
+        read_ppocrv5("rec", tmp_path, check_sha256=False)
+
+
+def test_truncated_parameter_file_is_one_clear_error(tmp_path):
+    src = ppocrv5_model_dir("det")
+    shutil.copy(src / "inference.json", tmp_path / "inference.json")
+    (tmp_path / "inference.pdiparams").write_bytes((src / "inference.pdiparams").read_bytes()[:100_000])
+    with pytest.raises(PPOCRv5Error, match="cannot read tensor"):
+        read_ppocrv5("det", tmp_path, check_sha256=False)
+
+
+def test_v4_charset_against_v5_head_needs_reinit():
+    from datasets.charset import Charset
+
+    charset = Charset.default()
+    cfg = {"arch": "ppocrv5_mobile_rec", "num_classes": charset.num_classes}
+    with pytest.raises(PretrainedError, match="reinit_head=true"):
+        load_pretrained(build_model(cfg), "ppocrv5_mobile", cfg, charset)
+
+
+# ------------------------------------------------------------------------------------------ parity
+def test_det_prob_map_matches_paddle3_reference(reference):
+    model, report = _v5("det")
+    assert len(report.loaded) == 234
+    assert all(k.startswith(("head.thresh", "backbone")) for k in report.fresh)  # threshold branch + unused act
+    for i in range(2):
+        image = reference[f"det_image_{i}"]
+        batch = ((image.astype(np.float32) / 255.0 - DET_MEAN) / DET_STD).transpose(2, 0, 1)[None]
+        with paddle.no_grad():
+            ours = model(paddle.to_tensor(batch))["maps"].numpy()[:, :1]
+        ref = reference[f"det_map_{i}"].astype(np.float32) / 65535.0  # ≤ 7.7e-6 quantisation
+        assert ours.shape == ref.shape
+        assert np.abs(ours - ref).max() < 1e-3
+        assert (ref > 0.3).mean() > 0.02  # text present: not a trivially empty map
+
+
+def test_rec_softmax_and_strings_match_paddle3_reference(reference, v5_charset):
+    from training.postprocess.ctc import ctc_greedy_decode
+
+    model, report = _v5("rec", v5_charset)
+    assert report.head == "loaded" and not report.fresh
+    texts = json.loads(str(reference["rec_texts"]))
+    assert texts == json.loads(str(reference["rec_lines"]))  # the official model reads every rendered line
+    for i, text in enumerate(texts):
+        image = reference[f"rec_image_{i}"]
+        batch = ((image.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
+        with paddle.no_grad():
+            ours = model(paddle.to_tensor(batch)).numpy()[0]
+        assert ours.shape == tuple(reference[f"rec_shape_{i}"])
+        cols = reference[f"rec_columns_{i}"]
+        assert np.abs(ours[:, cols] - reference[f"rec_probs_{i}"]).max() < 1e-3
+        # classes not stored: each is at most the mass outside the stored ones, on either side
+        ours_rest = (1.0 - ours[:, cols].sum(-1)).clip(0, None)
+        assert max(float(ours_rest.max()), float(reference[f"rec_rest_{i}"].max())) < 1e-3
+        assert ctc_greedy_decode(ours[None], v5_charset)[0][0] == text
