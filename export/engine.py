@@ -2,7 +2,7 @@
 
 Every predictor (det, cls, rec) and the parity check go through :class:`InferenceEngine`, so the runtime choices
 (CPU threads, oneDNN on/off, GPU, the ``self_attention_fuse_pass`` removal that avoids SIGILL for SVTR on
-AVX2-only CPUs) are made in exactly one way — :func:`datasets.runtime.inference_config` — for serving,
+AVX2-only CPUs) are made in exactly one way — :func:`export.inference_config.inference_config` — for serving,
 evaluation and benchmarks alike.
 
 Example::
@@ -17,9 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from datasets import runtime  # noqa: F401  -- zlib before paddle
+from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 
 import numpy as np
+
+from export.inference_config import PredictorRunner, inference_config
+from export.int8.runtime import Int8Engine, is_int8_model_dir
 
 __all__ = ["RuntimeOptions", "InferenceEngine", "create_engine", "gpu_available"]
 
@@ -82,12 +85,12 @@ class InferenceEngine:
         self.model_dir = Path(model_dir)
         self.options = runtime_opts or RuntimeOptions()
         use_gpu = self.options.resolved_gpu()
-        config = runtime.inference_config(
+        config = inference_config(
             self.model_dir, use_gpu=use_gpu, gpu_mem_mb=self.options.gpu_mem_mb, gpu_id=self.options.gpu_id,
             num_threads=self.options.num_threads, enable_mkldnn=self.options.enable_mkldnn,
             mkldnn_cache=self.options.mkldnn_cache,
         )
-        self._runner = runtime.PredictorRunner(inference.create_predictor(config), self.model_dir,
+        self._runner = PredictorRunner(inference.create_predictor(config), self.model_dir,
                                                shrink_memory=self.options.shrink_memory)
         self._predictor = self._runner._predictor
         self.input_names, self.output_names = self._runner.input_names, self._runner.output_names
@@ -98,16 +101,12 @@ class InferenceEngine:
 
 
 def create_engine(model_dir: str | os.PathLike, runtime_opts: RuntimeOptions | None = None):
-    """The engine a directory needs: QAT INT8 directories (``training.quant_runtime.is_int8_model_dir``) run
+    """The engine a directory needs: QAT INT8 directories (:func:`export.int8.runtime.is_int8_model_dir`) run
     with the oneDNN INT8 config on CPU (run as FP32 they execute fake quantization, 1.5–9× slower, and are not
     what is deployed); everything else gets :class:`InferenceEngine`. Both expose ``run(batch)``, ``options``
     and ``input_names``/``output_names``."""
     opts = runtime_opts or RuntimeOptions()
     if not opts.resolved_gpu():
-        try:
-            from training.quant_runtime import Int8Engine, is_int8_model_dir
-        except ImportError:  # pragma: no cover - training is part of the same distribution
-            return InferenceEngine(model_dir, opts)
         if is_int8_model_dir(model_dir):
             return Int8Engine(model_dir, opts)
     return InferenceEngine(model_dir, opts)

@@ -21,16 +21,15 @@ from typing import Any, Mapping
 
 import yaml
 
-from datasets.charset import Charset, CharsetError
+from datasets.charset import (CHARSET_FILE, INFERENCE_OWN_SECTION, INFERENCE_YML, Charset, CharsetError,
+                              charset_from_inference_doc)
 
 __all__ = [
     "INFERENCE_YML", "OWN_SECTION", "CHARSET_FILE", "DET_POST_DEFAULTS", "DET_PRE_DEFAULTS", "REC_PRE_DEFAULTS",
     "CLS_DEFAULTS", "InferenceSpec", "InferenceYmlError", "write_inference_yml", "read_inference_yml", "read_charset",
 ]
 
-INFERENCE_YML = "inference.yml"
-OWN_SECTION = "OCRLifecycle"
-CHARSET_FILE = "charset.txt"
+OWN_SECTION = INFERENCE_OWN_SECTION
 
 #: PaddleOCR's serving defaults for PP-OCRv4 det (tools/infer/utility.py arguments)
 DET_POST_DEFAULTS: dict[str, Any] = {
@@ -172,29 +171,11 @@ def _shape_pre(ops: list, op: str, default: list[int]) -> dict[str, Any]:
     return {"image_shape": [int(v) for v in args.get("image_shape", default)]}
 
 
-def _charset_from(doc: dict, own: dict, model_dir: Path, path: Path) -> Charset:
-    post = doc.get("PostProcess") or {}
-    use_space = bool(own.get("use_space_char", post.get("use_space_char", True)))
-    lines = post.get("character_dict")
-    if lines is None:
-        dict_file = own.get("charset_file") or post.get("character_dict_path")
-        if not dict_file:
-            return Charset.default()
-        dict_path = Path(dict_file) if Path(dict_file).is_absolute() else model_dir / dict_file
-        charset = Charset.from_file(dict_path, use_space_char=use_space)
-    else:
-        chars = [str(ch) for ch in lines]
-        if use_space and " " not in chars:
-            chars.append(" ")
-        try:
-            charset = Charset(tuple(chars), use_space, str(path))
-        except CharsetError as exc:
-            raise InferenceYmlError(f"{path}: PostProcess.character_dict: {exc}") from exc
-    stored = own.get("charset_sha256")
-    if stored and stored != charset.sha256:
-        raise InferenceYmlError(f"{path}: charset hash mismatch: {OWN_SECTION}.charset_sha256 is {stored[:12]}…, "
-                                f"the character_dict hashes to {charset.sha256[:12]}… (edited by hand?)")
-    return charset
+def _charset_from(doc: dict, model_dir: Path, path: Path) -> Charset:
+    try:
+        return charset_from_inference_doc(doc, model_dir, path)
+    except CharsetError as exc:
+        raise InferenceYmlError(str(exc)) from exc
 
 
 def read_inference_yml(model_dir: str | os.PathLike, task: str | None = None) -> InferenceSpec:
@@ -229,7 +210,7 @@ def read_inference_yml(model_dir: str | os.PathLike, task: str | None = None) ->
         spec.post = {**DET_POST_DEFAULTS, **{k: v for k, v in post.items() if k in DET_POST_DEFAULTS}}
     elif task == "rec":
         spec.pre = _shape_pre(ops, "RecResizeImg", REC_PRE_DEFAULTS["image_shape"])
-        spec.charset = _charset_from(doc, own, model_dir, path)
+        spec.charset = _charset_from(doc, model_dir, path)
         spec.post = {k: v for k, v in post.items() if k not in ("character_dict", "character_dict_path")}
     else:
         spec.pre = _shape_pre(ops, "ClsResizeImg", CLS_DEFAULTS["image_shape"])

@@ -10,7 +10,7 @@ Steps, each for a reason:
 4. ``paddle.jit.to_static(full_graph=True)`` with dynamic input specs (det ``[None, 3, None, None]``, rec
    ``[None, 3, 48, None]``) — without ``full_graph`` Paddle 2.6 ignores the spec — and ``paddle.jit.save``
    to ``inference.pdmodel/.pdiparams``, then the conv-bias reshapes folded back
-   (:mod:`training.program_rewrite`: oneDNN speed equal to PaddleOCR's own exports);
+   (:mod:`export.program_rewrite`: oneDNN speed equal to PaddleOCR's own exports);
 5. ``inference.yml`` (PaddleOCR/PaddleX layout + our section) and, for rec, ``charset.txt``;
 6. parity check (:mod:`export.parity`) against Paddle Inference; ``parity.json`` beside the model; failure raises
    :class:`ExportError` (exit 1 in the CLI).
@@ -202,7 +202,7 @@ def export_model(task: str, source: str | os.PathLike, out_dir: str | os.PathLik
         paddle.jit.save(static, str(out_dir / "inference"))
     except Exception as exc:  # conversion errors name the op; keep that in the message
         raise ExportError(f"paddle.jit.save failed for {model_cfg.get('arch')}: {type(exc).__name__}: {exc}") from exc
-    from training.program_rewrite import fuse_conv_bias
+    from export.program_rewrite import fuse_conv_bias
 
     folded = fuse_conv_bias(out_dir / "inference")  # restores oneDNN conv+bias fusion; exact, and checked by parity below
 

@@ -288,7 +288,7 @@ def test_int8_directories_get_the_int8_engine(exported, tmp_path):
 def test_onednn_off_is_really_off():
     """Paddle 2.6 CPU builds switch oneDNN on in every fresh Config; RuntimeOptions(enable_mkldnn=False) must
     turn it off (a benchmark row "oneDNN off" that still ran oneDNN measured nothing)."""
-    from datasets.runtime import inference_config
+    from export.inference_config import inference_config
 
     model_dir = pretrained_model_dir("det")
     assert not inference_config(model_dir, num_threads=1, enable_mkldnn=False).mkldnn_enabled()

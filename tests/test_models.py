@@ -9,7 +9,7 @@ from paddle import inference
 
 from datasets.charset import Charset
 from datasets.resize import det_preprocess, rec_preprocess_batch
-from datasets.runtime import inference_config
+from export.inference_config import inference_config
 from training.models import PretrainedError, build_model, load_pretrained
 from training.models.pretrained import PRETRAINED_SOURCES, rapidocr_model_dir
 

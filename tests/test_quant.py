@@ -131,9 +131,9 @@ def test_fold_affine_is_exact():
 def test_fuse_conv_bias_keeps_outputs(tmp_path):
     from export.engine import InferenceEngine, RuntimeOptions
     from training.models import build_model
-    from training.quant_export import input_spec_for
-    from training.program_rewrite import fuse_conv_bias
-    from training.quant_runtime import saved_program_report
+    from export.int8.save import input_spec_for
+    from export.program_rewrite import fuse_conv_bias
+    from export.int8.runtime import saved_program_report
 
     paddle.seed(0)
     model = build_model({"arch": "mobilenetv3_db", "scale": 0.35, "neck_channels": 32})
@@ -155,7 +155,7 @@ def qat_rec(tmp_path_factory):
     """PP-OCRv4 rec parent → QAT (first conv and CTC fc kept FP32) → calibrate → 3 fine-tune steps → INT8 dir."""
     from training.losses import build_loss
     from training.models import build_model
-    from training.quant_export import input_spec_for, save_int8_inference
+    from export.int8.save import input_spec_for, save_int8_inference
 
     paddle.seed(0)
     charset = Charset.default()
@@ -190,7 +190,7 @@ def qat_rec(tmp_path_factory):
 
 def test_tiny_qat_finetune_exports_and_runs_int8(qat_rec):
     from training.postprocess import ctc_greedy_decode
-    from training.quant_runtime import Int8Engine, is_int8_model_dir, optimized_op_report
+    from export.int8.runtime import Int8Engine, is_int8_model_dir, optimized_op_report
 
     assert all(np.isfinite(qat_rec["losses"]))
     model, images, charset = qat_rec["model"], qat_rec["images"], qat_rec["charset"]
@@ -209,7 +209,7 @@ def test_tiny_qat_finetune_exports_and_runs_int8(qat_rec):
 
 
 def test_skipped_layers_have_no_fake_quant_in_saved_program(qat_rec):
-    from training.quant_runtime import saved_program_report
+    from export.int8.runtime import saved_program_report
 
     info = qat_rec["info"]
     skipped = set(info["skipped_layers"])
@@ -240,7 +240,7 @@ def test_training_model_still_trains_after_save(qat_rec):
 
 def test_export_qat_checkpoint_writes_inference_yml(qat_rec, tmp_path):
     from export.inference_yml import read_inference_yml
-    from training.quant_export import export_qat_checkpoint, is_qat_checkpoint
+    from export.int8.save import export_qat_checkpoint, is_qat_checkpoint
 
     block = quant_block(qat_rec["qcfg"], qat_rec["model"], parent=qat_rec["parent"])
     ckpt = _save_ckpt(tmp_path / "ckpt", arch="ppocrv4_mobile_rec", weights=qat_rec["model"].state_dict(),
@@ -326,7 +326,7 @@ def test_compare_int8_fp32_reports_both_sides(qat_rec, tmp_path):
     from datasets.sample import RecSample
     from export.jit_export import export_model
     from export.samples import render_line
-    from training.quant_eval import compare_int8_fp32, tracking_metrics
+    from export.int8.evaluate import compare_int8_fp32, tracking_metrics
 
     samples = [RecSample(write_image(tmp_path / "lines" / f"{i}.jpg", render_line(t)), t) for i, t in enumerate(LINES)]
     label = write_ppocr_rec_label(samples, tmp_path / "lines" / "label.txt")

@@ -11,7 +11,7 @@ The life of a QAT run::
     load_parent(model, cfg.model.pretrained, cfg.model, charset)   # FP32 weights *before* wrapping
     qat, model = quantize_model(model, qcfg)                     # fake-quant layers, skip list honoured
     ... train with the normal trainer; extra_state["quant"] = quant_block(qcfg, model, parent=...)
-    save_int8_inference(qat, model, "out/inference", input_spec)     # training/quant_export.py
+    save_int8_inference(qat, model, "out/inference", input_spec)     # export/int8/save.py
 
 :func:`prepare_qat` does the first three steps plus the resume checks in one call for the task glue.
 

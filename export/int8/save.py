@@ -7,7 +7,7 @@ and weights are the same tensors' values.
 
 The saved program is PaddleSlim's ONNX-style QDQ format: weights stored as INT8 with
 ``dequantize_linear``, activations wrapped in ``quantize_linear``/``dequantize_linear``. It needs
-:func:`training.quant_runtime.int8_inference_config` to run as INT8. A ``quant.json`` sidecar records the
+:func:`export.int8.runtime.int8_inference_config` to run as INT8. A ``quant.json`` sidecar records the
 precision, the config and which layers were kept FP32, so any loader can tell an INT8 directory apart.
 
 Example::
@@ -37,8 +37,10 @@ from training.quant import (
     is_qat_state_dict,
     quantizable_layers,
 )
-from training.program_rewrite import fuse_conv_bias
-from training.quant_runtime import QUANT_SIDECAR, Int8Engine, model_size_bytes
+from export.inference_yml import write_inference_yml
+from export.int8.runtime import QUANT_SIDECAR, Int8Engine, model_size_bytes
+from export.parity import sample_batch
+from export.program_rewrite import fuse_conv_bias
 
 __all__ = ["save_int8_inference", "input_spec_for", "load_qat_checkpoint", "is_qat_checkpoint",
            "export_qat_checkpoint", "int8_parity"]
@@ -76,7 +78,7 @@ def save_int8_inference(qat_obj: Any, model: paddle.nn.Layer, out_prefix: str | 
     """Save the QAT ``model`` as an INT8 inference program at ``out_prefix`` (``.pdmodel/.pdiparams``).
 
     ``fix_conv_bias`` rewrites the conv bias adds so oneDNN fuses bias and activation into the INT8 convs
-    (:mod:`training.program_rewrite`; numerically identical, 1.6× on PP-OCRv4 det with ``fold_affine``).
+    (:mod:`export.program_rewrite`; numerically identical, 1.6× on PP-OCRv4 det with ``fold_affine``).
 
     Writes ``quant.json`` beside it (precision, config, kept-FP32 layers, layer → weight variable names).
     The training model is left untouched and stays usable. Returns the sidecar content plus file sizes."""
@@ -109,7 +111,7 @@ def save_int8_inference(qat_obj: Any, model: paddle.nn.Layer, out_prefix: str | 
     sidecar = {
         "precision": "int8",
         "format": "paddleslim-qdq-onnx",
-        "runtime": "paddle-inference-onednn-int8 (training.quant_runtime.int8_inference_config)",
+        "runtime": "paddle-inference-onednn-int8 (export.int8.runtime.int8_inference_config)",
         "config": qcfg.to_dict(),
         "skipped_layers": list(info.get("skipped_layers", [n for n, v in layers.items() if not v["quantized"]])),
         "layers": layers,
@@ -220,12 +222,8 @@ def export_qat_checkpoint(task: str, checkpoint: str | os.PathLike, out_dir: str
     """QAT checkpoint → INT8 inference directory with ``inference.yml`` (serving pre/post-process, charset,
     ``quantization`` section) and ``parity.json`` (dygraph QAT vs oneDNN INT8).
 
-    ``inference.yml`` is written with export's own writer (imported here, at call time: export is the later
-    stage; this function is what ``python -m export`` calls for QAT checkpoints). Returns the parity report
-    with ``files``."""
-    from export.inference_yml import write_inference_yml
-    from export.parity import sample_batch
-
+    ``inference.yml`` is written with export's own writer; this function is what ``python -m export`` calls
+    for QAT checkpoints. Returns the parity report with ``files``."""
     qat, model, model_cfg, charset, block, state = load_qat_checkpoint(checkpoint)
     arch_task = "rec" if model_cfg.get("num_classes") else "det"
     if arch_task != task:

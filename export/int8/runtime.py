@@ -29,15 +29,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from datasets import runtime  # noqa: F401  -- zlib before paddle
-from datasets.runtime import PredictorRunner
+from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
+
+from export.inference_config import PredictorRunner, inference_config
 
 import numpy as np
 
 __all__ = ["QUANT_SIDECAR", "int8_inference_config", "is_int8_model_dir", "Int8Engine", "Int8RuntimeOptions",
            "optimized_op_report", "saved_program_report", "model_size_bytes"]
 
-#: written beside a saved INT8 model by :func:`training.quant_export.save_int8_inference`
+#: written beside a saved INT8 model by :func:`export.int8.save.save_int8_inference`
 QUANT_SIDECAR = "quant.json"
 
 
@@ -77,12 +78,12 @@ def int8_inference_config(model_dir: str | os.PathLike, num_threads: int | None 
                           mkldnn_cache: int = 10, ir_debug: bool = False, op_types=None):
     """``paddle.inference.Config`` that runs a QAT model with oneDNN INT8 kernels on CPU.
 
-    Built on :func:`datasets.runtime.inference_config` (threads, oneDNN, memory optimisation, and the
+    Built on :func:`export.inference_config.inference_config` (threads, oneDNN, memory optimisation, and the
     ``self_attention_fuse_pass`` removal that avoids SIGILL for SVTR on AVX2-only CPUs). ``enable_mkldnn_int8``
     rebuilds part of the pass list, so the SVTR pass is deleted again afterwards. ``mkldnn_cache`` bounds the
     per-shape primitive cache (detectors see many input sizes). ``op_types`` overrides :data:`INT8_OP_TYPES`
     (an empty set lets Paddle quantize every op it can)."""
-    config = runtime.inference_config(model_dir, use_gpu=False, num_threads=num_threads, enable_mkldnn=True,
+    config = inference_config(model_dir, use_gpu=False, num_threads=num_threads, enable_mkldnn=True,
                                       mkldnn_cache=mkldnn_cache, ir_optim=True)
     types = INT8_OP_TYPES if op_types is None else op_types
     config.enable_mkldnn_int8(set(types or ()))
@@ -212,10 +213,10 @@ def saved_program_report(model_dir: str | os.PathLike) -> dict[str, Any]:
 _DUMP_SCRIPT = r"""
 import sys
 sys.path[:0] = {paths!r}
-import training  # noqa: F401 -- zlib before paddle
+import datasets.runtime  # noqa: F401 -- zlib before paddle
 from paddle import inference
-from training.quant_runtime import int8_inference_config
-from datasets.runtime import inference_config
+from export.int8.runtime import int8_inference_config
+from export.inference_config import inference_config
 mode = {mode!r}
 if mode == "int8":
     config = int8_inference_config({model_dir!r}, 1, ir_debug=True)
@@ -234,7 +235,7 @@ def optimized_op_report(model_dir: str | os.PathLike, mode: str = "int8") -> dic
     created in a child process inside a temp dir (keeps the caller's cwd clean and the dump isolated). The
     last pass's dump is the optimised program."""
     model_dir = Path(model_dir).resolve()
-    repo_root = str(Path(__file__).resolve().parent.parent)
+    repo_root = str(Path(__file__).resolve().parents[2])
     script = _DUMP_SCRIPT.format(paths=[repo_root], mode=mode, model_dir=str(model_dir))
     with tempfile.TemporaryDirectory(prefix="ir-debug-") as tmp:
         proc = subprocess.run([sys.executable, "-c", script], cwd=tmp, capture_output=True, text=True, timeout=600)

@@ -3,13 +3,10 @@
 Why through the exported models: the model users deploy is the model we evaluate. Both directories run
 through :func:`export.evaluate.evaluate_model` — the serving predictors' resize, Paddle Inference runtime,
 DB post-process / CTC decoding and batching — on the same eval set; ``export.engine.create_engine`` gives the
-INT8 one oneDNN INT8 kernels (:class:`training.quant_runtime.Int8Engine`) and the FP32 one the serving default
+INT8 one oneDNN INT8 kernels (:class:`export.int8.runtime.Int8Engine`) and the FP32 one the serving default
 (FP32, oneDNN). Then the
 same fixed inputs are timed on both (median, batch 1 and 8, interleaved so machine load hits both alike) and
 the file sizes are read.
-
-``export`` is the later stage; it is imported here at call time only, because this is the one function that
-needs both the QAT side (how to run INT8) and the serving side (how to evaluate).
 
 Example::
 
@@ -29,7 +26,11 @@ from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 
 import numpy as np
 
-from training.quant_runtime import is_int8_model_dir, model_size_bytes
+from export.engine import RuntimeOptions, create_engine
+from export.evaluate import evaluate_model
+from export.int8.runtime import is_int8_model_dir, model_size_bytes
+from export.int8.save import export_qat_checkpoint
+from export.jit_export import export_model
 
 __all__ = ["MAIN_METRICS", "ACCEPTANCE", "compare_int8_fp32", "tracking_metrics", "qat_report"]
 
@@ -89,9 +90,6 @@ def compare_int8_fp32(task: str, int8_dir: str | os.PathLike, fp32_dir: str | os
     with ``int8``/``fp32`` (metrics, ``latency_ms`` per batch, ``size_bytes``, eval result), ``delta``
     (INT8 − FP32 per main metric), ``speedup`` (FP32 ms / INT8 ms per batch), ``size_ratio`` and
     ``acceptance`` (the issue's threshold: det hmean −1 point, rec acc −1.5 points)."""
-    from export.engine import RuntimeOptions, create_engine
-    from export.evaluate import evaluate_model
-
     if task not in MAIN_METRICS:
         raise ValueError(f"task must be 'det' or 'rec', got {task!r}")
     int8_dir, fp32_dir = Path(int8_dir), Path(fp32_dir)
@@ -154,8 +152,6 @@ def tracking_metrics(result: Mapping[str, Any]) -> dict[str, float]:
 
 def _export_parent(task: str, parent: Mapping[str, Any], out_dir: Path, export_kwargs: Mapping[str, Any]) -> Path:
     """An FP32 inference directory for the QAT parent: its own dir if it is one, else a fresh export."""
-    from export.jit_export import export_model
-
     source = str(parent.get("checkpoint") or parent.get("source") or "")
     path = Path(source).expanduser()
     if path.is_dir() and (path / "inference.pdmodel").is_file():
@@ -177,8 +173,6 @@ def qat_report(task: str, checkpoint: str | os.PathLike, block: Mapping[str, Any
     ``export_kwargs``: det post-process / resize for both exports (``post_params``, ``limit_side_len``,
     ``limit_type``) so both are evaluated with the run's serving parameters."""
     import json
-
-    from training.quant_export import export_qat_checkpoint
 
     out_dir = Path(out_dir)
     kwargs = dict(export_kwargs or {})
