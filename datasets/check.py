@@ -16,17 +16,22 @@ and, with a charset, ``charset_coverage`` and ``oov_chars``. Exit status: 0 clea
 (unknown path, ambiguous layout).
 
 Errors (each with file and line): unreadable or truncated image, malformed label line, invalid UTF-8, polygon
-with fewer than 3 points or zero area, points outside the image, the same image labelled twice or two files
-with the same bytes, empty label files or annotation lists, images without labels and labels without images.
-Warnings (reported, exit status unaffected): self-intersecting polygons, characters outside the charset,
-labels longer than ``max_text_len`` or than CTC can emit in the recognizer's time steps (width / 8 for PP-OCRv4
-rec at height 48: 40 steps at width 320; a repeated character needs a blank between, so ``"aa"`` takes 3 steps),
-unlabelled images next to the images of a PaddleOCR label file.
+with fewer than 3 points or zero area, points outside the image, the same image (same path or same bytes)
+labelled twice with labels that disagree, empty label files or annotation lists, images without labels and
+labels without images, no samples at all (the error counts and names the image and label files that were
+found), and - with ``--charset`` - characters outside the charset (training refuses them too, with the same
+sentence; ``data.on_error=skip`` drops those lines).
+Warnings (reported, exit status unaffected): self-intersecting polygons, the same image labelled twice with
+the same label (a word cut twice is common in real label files; counted), labels longer than ``max_text_len``
+or than CTC can emit in the recognizer's time steps (width / 8 for PP-OCRv4 rec at height 48: 40 steps at width
+320; a repeated character needs a blank between, so ``"aa"`` takes 3 steps), unlabelled images next to the
+images of a PaddleOCR label file.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -45,6 +50,7 @@ from datasets.errors import (
     DUPLICATE_IMAGE,
     ERROR,
     IMAGE_WITHOUT_LABEL,
+    NO_SAMPLES,
     OOV,
     OUT_OF_IMAGE,
     SELF_INTERSECTING,
@@ -55,12 +61,16 @@ from datasets.errors import (
     ZERO_AREA,
     DatasetError,
     ValidationIssue,
+    one_line,
 )
+from datasets.atomic import write_text_atomic
 from datasets.formats import FORMATS, get_format, read_samples
 from datasets.imageio import ImageInfo, inspect_image, is_image_file
+from datasets.labelio import is_label_file
 from datasets.sample import DetSample, RecSample
 
-__all__ = ["CheckReport", "validate", "ctc_steps_needed", "time_steps_for_width", "main", "REC_DOWNSAMPLE"]
+__all__ = ["CheckReport", "validate", "ctc_steps_needed", "time_steps_for_width", "main", "REC_DOWNSAMPLE",
+           "check_command", "oov_message"]
 
 #: PP-OCRv4 rec (PPLCNetV3 + SVTR neck at height 48) emits one CTC step per 8 input columns
 REC_DOWNSAMPLE = 8
@@ -114,6 +124,9 @@ class CheckReport:
     max_text_len: int | None = None
     time_steps: int | None = None
     num_too_long: int = 0
+    #: (file, line, text) of every text with characters outside the charset, in reading order
+    oov_lines: list[tuple[str, int | None, str]] = field(default_factory=list)
+    num_duplicates: int = 0
 
     # ------------------------------------------------------------------ issues
     @property
@@ -132,18 +145,21 @@ class CheckReport:
     def ok(self) -> bool:
         return self.num_errors == 0
 
-    def bad_keys(self) -> set[str]:
+    def bad_keys(self, ignore_kinds: Iterable[str] = ()) -> set[str]:
         """Image paths (as ``str``) of the samples an error invalidates; matches ``str(sample.image_path)``
-        of samples read with the same format, path and root."""
-        return {issue.key for issue in self.issues if issue.is_error and issue.key}
+        of samples read with the same format, path and root. Errors of ``ignore_kinds`` are left out (training
+        drops out-of-charset *lines* itself, not the whole page they were labelled on)."""
+        ignore = set(ignore_kinds)
+        return {issue.key for issue in self.issues if issue.is_error and issue.key and issue.kind not in ignore}
 
     def is_bad(self, sample: DetSample | RecSample) -> bool:
         return str(sample.image_path) in self.bad_keys()
 
-    def split(self, samples: Sequence[DetSample | RecSample] | None = None) -> tuple[list, list]:
+    def split(self, samples: Sequence[DetSample | RecSample] | None = None, *,
+              ignore_kinds: Iterable[str] = ()) -> tuple[list, list]:
         """``(good, bad)`` samples (default: the report's own). Errors that concern no sample (an empty label
         file, a label file without its image) drop nothing: there is nothing to train on there anyway."""
-        bad_keys = self.bad_keys()
+        bad_keys = self.bad_keys(ignore_kinds)
         good, bad = [], []
         for sample in self.samples if samples is None else samples:
             (bad if str(sample.image_path) in bad_keys else good).append(sample)
@@ -182,6 +198,8 @@ class CheckReport:
             "max_text_len": self.max_text_len,
             "ctc_time_steps": self.time_steps,
             "num_too_long": self.num_too_long,
+            "num_duplicates": self.num_duplicates,
+            "oov_summary": oov_message(self),
             "image_size": None if not len(sizes) else {
                 "min": sizes.min(axis=0).tolist(), "median": np.median(sizes, axis=0).tolist(),
                 "max": sizes.max(axis=0).tolist()},
@@ -202,19 +220,52 @@ def _where(sample: DetSample | RecSample, instance: Any = None) -> tuple[str, in
     return str(sample.source or sample.image_path), line
 
 
+def _label_of(sample: DetSample | RecSample) -> tuple:
+    """What a sample says about its image, comparable across entries: text (and polygon) of a rec line,
+    the sorted (text, ignore, polygon) set of a det page; coordinates rounded to a pixel."""
+    def poly(points: Any) -> tuple:
+        return () if points is None else tuple(np.round(np.asarray(points, dtype=np.float64).reshape(-1))
+                                               .astype(int).tolist())
+
+    if isinstance(sample, RecSample):
+        return (sample.text, poly(sample.points))
+    return tuple(sorted((inst.text, bool(inst.ignore), poly(inst.points)) for inst in sample.instances))
+
+
+def _show_label(sample: DetSample | RecSample) -> str:
+    if isinstance(sample, RecSample):
+        return repr(sample.text)
+    texts = [inst.text for inst in sample.instances]
+    return f"{len(texts)} region(s) {texts[:3]!r}"
+
+
+def _duplicate(report: CheckReport, sample: DetSample | RecSample, earlier: DetSample | RecSample,
+               what: str, kind: str, at_image: bool = False) -> None:
+    """A second label for the same picture: a counted warning when both labels agree (the same word cut
+    twice), an error when they disagree (one of them is wrong, and training cannot tell which).
+    ``at_image`` points the issue at the image file instead of the label line (byte-identical copies)."""
+    file, line = (str(sample.image_path), None) if at_image else _where(sample)
+    where = _where(earlier)
+    at = f"{where[0]}:{where[1]}" if where[1] is not None else where[0]
+    key = str(sample.image_path)
+    if _label_of(sample) == _label_of(earlier):
+        report.num_duplicates += 1
+        report.issues.append(ValidationIssue(file, line, f"{what} (also at {at}) with the same label; counted "
+                                             "twice", kind, WARNING, key))
+    else:
+        report.issues.append(ValidationIssue(file, line, f"{what} (also at {at}) with a different label: "
+                                             f"{_show_label(sample)} vs {_show_label(earlier)}", kind, ERROR, key))
+
+
 def _check_images(report: CheckReport, deep: bool) -> dict[str, ImageInfo]:
     """Decode every referenced image once; report bad files, repeated entries and byte-identical copies."""
     infos: dict[str, ImageInfo] = {}
     first_entry: dict[str, DetSample | RecSample] = {}
-    first_by_hash: dict[str, str] = {}
+    first_by_hash: dict[str, DetSample | RecSample] = {}
     for sample in report.samples:
         key = str(sample.image_path)
         if key in first_entry:
-            file, line = _where(sample)
-            earlier = _where(first_entry[key])
-            at = f"{earlier[0]}:{earlier[1]}" if earlier[1] is not None else earlier[0]
-            report.issues.append(ValidationIssue(file, line, f"image {key} is labelled twice (also at {at})",
-                                                 DUPLICATE_ENTRY, ERROR, key))
+            _duplicate(report, sample, first_entry[key], f"image {key} is labelled twice", DUPLICATE_ENTRY)
             continue
         first_entry[key] = sample
         info = inspect_image(sample.image_path, deep=deep)
@@ -227,10 +278,11 @@ def _check_images(report: CheckReport, deep: bool) -> dict[str, ImageInfo]:
             continue
         report.image_sizes.append((info.width, info.height))
         if info.sha256 in first_by_hash:
-            report.issues.append(ValidationIssue(
-                key, None, f"duplicate image: same bytes as {first_by_hash[info.sha256]}", DUPLICATE_IMAGE, ERROR, key))
+            earlier = first_by_hash[info.sha256]
+            _duplicate(report, sample, earlier, f"duplicate image: {key} has the same bytes as "
+                       f"{earlier.image_path}", DUPLICATE_IMAGE, at_image=True)
         else:
-            first_by_hash[info.sha256] = key
+            first_by_hash[info.sha256] = sample
     return infos
 
 
@@ -280,8 +332,9 @@ def _check_text(report: CheckReport, sample: DetSample | RecSample, text: str, i
         missing = [ch for ch in dict.fromkeys(text) if not report.charset.contains(ch)]
         if missing:
             shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in missing[:8])
-            report.issues.append(ValidationIssue(file, line, f"characters not in the charset: {shown}", OOV, WARNING,
-                                                 key))
+            report.oov_lines.append((file, line, text))
+            report.issues.append(ValidationIssue(file, line, f"characters not in the charset: {shown} in {text[:40]!r}",
+                                                 OOV, ERROR, key))
     problems = []
     if report.max_text_len is not None and len(text) > report.max_text_len:
         problems.append(f"{len(text)} characters > max_text_len {report.max_text_len}")
@@ -305,18 +358,111 @@ def _check_unlabelled_neighbours(report: CheckReport) -> None:
                                                      "label file)", IMAGE_WITHOUT_LABEL, WARNING, None))
 
 
-def _load_charset(charset: Charset | str | PathLike[str] | None, use_space_char: bool) -> Charset | None:
+_INVENTORY_LIMIT = 20000
+
+
+def _inventory(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Image files and label files under ``paths`` (folders searched recursively, at most 20k entries)."""
+    images: list[Path] = []
+    labels: list[Path] = []
+    seen = 0
+    for path in paths:
+        candidates = [path] if path.is_file() else (sorted(path.rglob("*")) if path.is_dir() else [])
+        for item in candidates:
+            seen += 1
+            if seen > _INVENTORY_LIMIT:
+                break
+            if item.is_file() and is_image_file(item):
+                images.append(item)
+            elif item.is_file() and is_label_file(item):
+                labels.append(item)
+    return images, labels
+
+
+def _check_not_empty(report: CheckReport, fmt: str, paths: Sequence[Path]) -> None:
+    """No sample at all is an error: training on it would fail later, and "no errors" would be a lie. The
+    message counts and names what *was* found, so a wrong layout or a wrong folder is obvious."""
+    if report.samples:
+        return
+    images, labels = _inventory(paths)
+
+    def some(files: list[Path]) -> str:
+        if not files:
+            return ""
+        names = ", ".join(str(f) for f in files[:3])
+        return f" ({names}{', …' if len(files) > 3 else ''})"
+
+    where = ", ".join(str(p) for p in paths)
+    report.issues.append(ValidationIssue(
+        where, None, f"no {fmt} samples found: {len(images)} image file(s){some(images)} and {len(labels)} label "
+        f"file(s){some(labels)}; expected {get_format(fmt).takes}", NO_SAMPLES, ERROR, None))
+
+
+def oov_message(report: CheckReport) -> str | None:
+    """One sentence about the labels with characters outside the charset, or None. ``datasets.check`` prints
+    it and training refuses with it, so both say the same thing about the same data."""
+    if not report.oov_lines or report.charset is None:
+        return None
+    unknown = "".join(dict.fromkeys(ch for _, _, text in report.oov_lines for ch in text
+                                    if not report.charset.contains(ch)))
+    file, line, text = report.oov_lines[0]
+    where = f"{file}:{line}" if line is not None else file
+    shown = f"{unknown[:20]!r}{'…' if len(unknown) > 20 else ''}"
+    return (f"{len(report.oov_lines)} text line(s) contain characters outside the charset ({len(report.charset)} "
+            f"chars): {shown}; first at {where}: {text[:40]!r}. Add them with model.charset.extra_chars="
+            f"'{unknown[:20]}' (or to the dict file)")
+
+
+def check_command(fmt: str, paths: str | PathLike[str] | Sequence[str | PathLike[str]], *,
+                  root: str | PathLike[str] | None = None, charset: Charset | None = None) -> str:
+    """The ``python -m datasets.check`` command line that checks exactly this data (and charset), quoted for
+    a POSIX shell, so an error message can hand it to the user and it runs as printed."""
+    from datasets.charset import default_dict_path
+
+    items = [paths] if isinstance(paths, (str, PathLike)) else list(paths)
+    args = ["python", "-m", "datasets.check", fmt, *(str(p) for p in items)]
+    if root is not None and get_format(fmt).uses_root:
+        args += ["--root", str(root)]
+    if charset is not None:
+        source, _, added = charset.source.rpartition("+")
+        if not (source and added.isdigit()):
+            source = charset.source
+        if source and Path(source).is_file():
+            try:
+                is_default = Path(source).resolve() == default_dict_path().resolve()
+            except CharsetError:
+                is_default = False
+            args += ["--charset", "default" if is_default else source]
+            if not charset.use_space_char:
+                args.append("--no-space-char")
+            base = _load_charset("default" if is_default else source, charset.use_space_char)
+            extra = "".join(ch for ch in charset.chars if base is not None and not base.contains(ch))
+            if extra:
+                args += ["--extra-chars", extra]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _load_charset(charset: Charset | str | PathLike[str] | None, use_space_char: bool,
+                  extra_chars: str = "") -> Charset | None:
     if charset is None or isinstance(charset, Charset):
-        return charset
-    if str(charset) == "default":
-        return Charset.default()
-    return Charset.from_file(charset, use_space_char=use_space_char)
+        loaded = charset
+    elif str(charset) == "default":
+        loaded = Charset.default()
+        if not use_space_char:
+            loaded = Charset(tuple(c for c in loaded.chars if c != " "), False, loaded.source)
+    else:
+        loaded = Charset.from_file(charset, use_space_char=use_space_char)
+    if extra_chars:
+        if loaded is None:
+            raise CharsetError("--extra-chars needs --charset (the dict file they extend)")
+        loaded = loaded.extend(extra_chars)
+    return loaded
 
 
 def validate(fmt: str, path: str | PathLike[str] | Sequence[str | PathLike[str]],
              charset: Charset | str | PathLike[str] | None = None, *, root: str | PathLike[str] | None = None,
              use_space_char: bool = True, max_text_len: int | None = 25, rec_width: int | None = 320,
-             tolerance: float = 1.0, deep: bool = True) -> CheckReport:
+             tolerance: float = 1.0, deep: bool = True, extra_chars: str = "") -> CheckReport:
     """Read a dataset leniently and check everything (see the module docstring); never raises for bad data.
 
     ``charset`` is a :class:`Charset`, a dict file path, or ``"default"`` (ppocr_keys_v1). ``rec_width`` sets
@@ -327,7 +473,7 @@ def validate(fmt: str, path: str | PathLike[str] | Sequence[str | PathLike[str]]
     issues: list[ValidationIssue] = []
     samples = read_samples(fmt, path, issues=issues, root=root if spec.uses_root else None)
     shown = str(path) if isinstance(path, (str, PathLike)) else ", ".join(str(p) for p in path)
-    report = CheckReport(fmt, shown, samples, issues, charset=_load_charset(charset, use_space_char),
+    report = CheckReport(fmt, shown, samples, issues, charset=_load_charset(charset, use_space_char, extra_chars),
                          max_text_len=max_text_len,
                          time_steps=time_steps_for_width(rec_width) if rec_width else None)
     infos = _check_images(report, deep)
@@ -350,6 +496,7 @@ def validate(fmt: str, path: str | PathLike[str] | Sequence[str | PathLike[str]]
                 _check_text(report, sample, instance.text, instance)
     if spec.uses_root and samples:
         _check_unlabelled_neighbours(report)
+    _check_not_empty(report, fmt, [Path(path)] if isinstance(path, (str, PathLike)) else [Path(p) for p in path])
     if report.charset is not None:
         report.charset_coverage, report.oov_chars = report.charset.coverage(texts)
     return report
@@ -439,17 +586,25 @@ def _print_report(report: CheckReport, max_rows: int, base: Path) -> None:
         console.print(Columns(panels))
     verdict = (f"[bold red]✗ {report.num_errors} error(s)[/] in {report.path}" if report.num_errors
                else f"[bold green]✓ no errors[/] in {report.path}")
+    if report.num_duplicates:
+        verdict += f" ({report.num_duplicates} duplicate label(s) with the same text, counted twice)"
     console.print(verdict)
+    oov = oov_message(report)
+    if oov:
+        console.print(oov, markup=False, highlight=False, soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m datasets.check",
                                      description="Validate an OCR dataset and print a report + a JSON line.")
     parser.add_argument("format", choices=list(FORMATS), help="annotation format")
-    parser.add_argument("path", type=Path, help="dataset folder (icdar2015, rctw17) or label file (ppocr-*)")
+    parser.add_argument("path", type=Path, nargs="+", help="dataset folder (icdar2015, rctw17) or label file(s) "
+                        "(ppocr-*; several are checked as one set, as data.*.label_files)")
     parser.add_argument("--root", type=Path, default=None, help="image root for ppocr-* label files "
                         "(default: beside the label file, then one folder up)")
     parser.add_argument("--charset", default=None, help="PaddleOCR dict file, or 'default' for ppocr_keys_v1")
+    parser.add_argument("--extra-chars", default="", help="characters appended to the charset, as training's "
+                        "model.charset.extra_chars")
     space = parser.add_mutually_exclusive_group()
     space.add_argument("--use-space-char", dest="use_space_char", action="store_true", default=True,
                        help="append a space to the dict, as PaddleOCR's use_space_char (default)")
@@ -463,19 +618,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", dest="json_file", type=Path, default=None, help="also write the JSON report here")
     parser.add_argument("--max-rows", type=int, default=30, help="rows per printed table")
     args = parser.parse_args(argv)
+    if len(args.path) > 1 and not get_format(args.format).uses_root:
+        parser.error(f"{args.format} takes one dataset folder, got {len(args.path)} paths")
+    path = args.path[0] if len(args.path) == 1 else args.path
     try:
-        report = validate(args.format, args.path, args.charset, root=args.root,
+        report = validate(args.format, path, args.charset, root=args.root,
                           use_space_char=args.use_space_char, max_text_len=args.max_text_len or None,
-                          rec_width=args.rec_width or None, tolerance=args.tolerance, deep=not args.fast)
-    except (FileNotFoundError, ValueError, CharsetError, DatasetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+                          rec_width=args.rec_width or None, tolerance=args.tolerance, deep=not args.fast,
+                          extra_chars=args.extra_chars)
+    except (OSError, ValueError, CharsetError, DatasetError) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    base = (args.path if args.path.is_dir() else args.path.parent).resolve()
+    first = args.path[0]
+    base = (first if first.is_dir() else first.parent).resolve()
     _print_report(report, args.max_rows, base)
     data = report.to_dict()
     if args.json_file is not None:
-        args.json_file.parent.mkdir(parents=True, exist_ok=True)
-        args.json_file.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        try:
+            write_text_atomic(args.json_file, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        except OSError as exc:
+            print(f"error: cannot write the JSON report: {one_line(exc)}", file=sys.stderr)
+            return 2
     sys.stdout.flush()
     print(json.dumps(data, ensure_ascii=False), flush=True)
     return 1 if report.num_errors else 0

@@ -40,6 +40,8 @@ __all__ = [
     "OOV",
     "TEXT_TOO_LONG",
     "EMPTY_TEXT",
+    "NO_SAMPLES",
+    "one_line",
 ]
 
 ERROR = "error"
@@ -63,6 +65,7 @@ DUPLICATE_ENTRY = "duplicate_entry"
 OOV = "oov"
 TEXT_TOO_LONG = "text_too_long"
 EMPTY_TEXT = "empty_text"
+NO_SAMPLES = "no_samples"
 
 
 def _location(file: str, line: int | None) -> str:
@@ -135,3 +138,23 @@ def report(issues: list[ValidationIssue] | None, file: str | PathLike[str], line
         issues.append(issue)
     elif issue.is_error:
         raise DatasetError.from_issue(issue)
+
+
+def one_line(exc: BaseException) -> str:
+    """The one line a command prints for a bad input file or path (after ``error: ``), naming the file.
+
+    Why one function: every command that takes user files (``datasets.check``, ``datasets.crops``,
+    ``export.evaluate``, ``export.predict``, training, the registry) must say the same thing about the same
+    problem, without a traceback. :class:`DatasetError` is already ``FILE:LINE: message``; an ``OSError``
+    carries the file in ``filename`` (``PermissionError``, ``IsADirectoryError``, a full disk); anything
+    else is its first message line."""
+    if isinstance(exc, DatasetError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        reason = exc.strerror or type(exc).__name__
+        target = f" -> {exc.filename2}" if getattr(exc, "filename2", None) else ""
+        return f"{exc.filename}{target}: {reason}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

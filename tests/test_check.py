@@ -118,19 +118,26 @@ def test_cli_exit_1_and_json_contract(dirty_icdar, tmp_path):
     assert any("error" in line for line in lines[:-1])          # the human report came first
 
 
-def test_cli_clean_dataset_exit_0_with_charset_coverage(tmp_path):
+def test_cli_charset_coverage_oov_is_an_error_and_clean_is_exit_0(tmp_path):
     (tmp_path / "gts").mkdir()
     _noise(tmp_path / "images" / "img_1.jpg")
     (tmp_path / "gts" / "gt_img_1.txt").write_text(f"{BOX},abc\n{BOX},abd\n{BOX},###\n", encoding="utf-8")
     (tmp_path / "dict.txt").write_text("a\nb\nc\n", encoding="utf-8")
     code, lines, stderr = _run("icdar2015", str(tmp_path), "--charset", str(tmp_path / "dict.txt"))
-    assert code == 0, stderr
+    assert code == 1, stderr                      # training refuses these labels, so the check does too
     data = json.loads(lines[-1])
-    assert (data["num_images"], data["num_instances"], data["num_ignored"], data["num_errors"]) == (1, 3, 1, 0)
+    assert (data["num_images"], data["num_instances"], data["num_ignored"], data["num_errors"]) == (1, 3, 1, 1)
     assert data["oov_chars"] == {"d": 1}
     assert data["charset_coverage"] == pytest.approx(5 / 6)
     assert data["charset"]["sha256"] == Charset.from_file(tmp_path / "dict.txt").sha256
-    assert [(w["kind"], w["line"]) for w in data["warnings"]] == [(OOV, 2)]
+    assert [(e["kind"], e["line"]) for e in data["errors"]] == [(OOV, 2)]
+    assert data["oov_summary"].startswith("1 text line(s) contain characters outside the charset (4 chars): 'd'")
+    assert any(data["oov_summary"] in line for line in lines[:-1])     # the readable report says it too
+    # the same data with the missing character added (as training's model.charset.extra_chars) is clean
+    code, lines, stderr = _run("icdar2015", str(tmp_path), "--charset", str(tmp_path / "dict.txt"),
+                               "--extra-chars", "d")
+    assert code == 0, stderr
+    assert json.loads(lines[-1])["num_errors"] == 0
 
 
 def test_cli_missing_path_is_usage_error(tmp_path):
@@ -145,11 +152,21 @@ def test_ppocr_det_duplicates_points_and_unlabelled_neighbours(tmp_path):
     ok = json.dumps([{"transcription": "t", "points": [[0, 0], [200, 0], [200.5, 100], [0, 100]]}])
     two = json.dumps([{"transcription": "t", "points": [[0, 0], [5, 5]]}])
     label = tmp_path / "train.txt"
-    label.write_text(f"imgs/a.jpg\t{ok}\nimgs/b.jpg\t{two}\nimgs/a.jpg\t{ok}\n", encoding="utf-8")
+    other = json.dumps([{"transcription": "u", "points": [[0, 0], [200, 0], [200.5, 100], [0, 100]]}])
+    label.write_text(f"imgs/a.jpg\t{ok}\nimgs/b.jpg\t{two}\nimgs/a.jpg\t{other}\n", encoding="utf-8")
     report = validate("ppocr-det", label)
+    # the same image labelled twice with labels that disagree: an error naming both places
     assert [(e.kind, e.line) for e in report.errors] == [(TOO_FEW_POINTS, 2), (DUPLICATE_ENTRY, 3)]
     assert "also at" in report.errors[1].message and f"{label}:1" in report.errors[1].message
+    assert "different label" in report.errors[1].message
     assert [(w.kind, Path(w.file).name) for w in report.warnings] == [(IMAGE_WITHOUT_LABEL, "forgotten.jpg")]
+    # ... with the same label: a counted warning, the sample stays
+    label.write_text(f"imgs/a.jpg\t{ok}\nimgs/b.jpg\t{two}\nimgs/a.jpg\t{ok}\n", encoding="utf-8")
+    report = validate("ppocr-det", label)
+    assert [(e.kind, e.line) for e in report.errors] == [(TOO_FEW_POINTS, 2)]
+    assert [(w.kind, w.line) for w in report.warnings if w.kind == DUPLICATE_ENTRY] == [(DUPLICATE_ENTRY, 3)]
+    assert report.num_duplicates == 1 and report.to_dict()["num_duplicates"] == 1
+    assert [s.image_path.name for s in report.split()[0]] == ["a.jpg", "a.jpg"]
     # 0.5 px past the border passes the default 1 px tolerance, not a zero tolerance
     strict = validate("ppocr-det", label, tolerance=0.0)
     assert [e.kind for e in strict.errors].count(OUT_OF_IMAGE) == 2
@@ -162,12 +179,12 @@ def test_rec_labels_too_long_for_ctc_and_oov(tmp_path):
     label.write_text("0.jpg\taab\n1.jpg\taaab\n2.jpg\tabcdefg\n3.jpg\t \n", encoding="utf-8")
     charset = Charset(("a", "b", "c", "d", "e", "f"), use_space_char=False)
     report = validate("ppocr-rec", label, charset, max_text_len=6, rec_width=40)   # 40 / 8 = 5 CTC steps
-    assert [(e.kind, e.line) for e in report.errors] == [(EMPTY_TEXT, 4)]
+    assert sorted((e.line, e.kind) for e in report.errors) == [(3, OOV), (4, EMPTY_TEXT)]
     too_long = [w for w in report.warnings if w.kind == TEXT_TOO_LONG]
     assert [w.line for w in too_long] == [2, 3] and report.num_too_long == 2
     assert "needs 6 CTC steps" in too_long[0].message
     assert "7 characters > max_text_len 6" in too_long[1].message
-    assert [w.line for w in report.warnings if w.kind == OOV] == [3]
+    assert [e.line for e in report.errors if e.kind == OOV] == [3]
     assert report.oov_chars == {"g": 1}
     assert report.to_dict()["num_instances"] == 3
 

@@ -66,10 +66,13 @@ def synth_split_path(split: Mapping[str, Any], task: str, cache_dir: str | Path)
 
 
 def _validate_and_read(task: str, fmt: str, path: Path, split: Mapping[str, Any], charset,
-                       rec_width: int | None) -> tuple[list, list, Any]:
+                       rec_width: int | None) -> tuple[list, list, Any, str]:
     """Read leniently through :func:`datasets.check.validate` (the same checks as ``python -m datasets.check``)
-    and return (good samples for ``task``, error issues, report)."""
-    from datasets.check import validate
+    and return (good samples for ``task``, error issues other than out-of-charset text, report, the
+    ``datasets.check`` command that reproduces the report). Out-of-charset lines stay in the samples: the caller
+    refuses or drops them line by line (a det page with one such word keeps its other words)."""
+    from datasets.check import check_command, validate
+    from datasets.errors import OOV
     from datasets.formats import det_to_rec, get_format
 
     root = None
@@ -79,7 +82,8 @@ def _validate_and_read(task: str, fmt: str, path: Path, split: Mapping[str, Any]
         label_files = split.get("label_files") or []
         path_arg = [path / lf for lf in label_files] if label_files and path.is_dir() else path
     report = validate(fmt, path_arg, charset, root=root, rec_width=rec_width, max_text_len=None)
-    good, _bad = report.split()
+    hint = check_command(fmt, path_arg, root=root, charset=charset)
+    good, _bad = report.split(ignore_kinds=(OOV,))
     if split.get("ratios") and fmt.startswith("ppocr"):
         reader = read_det if get_format(fmt).task == "det" else read_rec
         mixed = reader(fmt, path_arg, root=root, ratios=list(split["ratios"]), issues=[])
@@ -89,7 +93,7 @@ def _validate_and_read(task: str, fmt: str, path: Path, split: Mapping[str, Any]
         good = det_to_rec(good)
     elif task == "det" and get_format(fmt).task == "rec":
         raise UserError(f"{fmt} holds text lines; the detector needs one of icdar2015, rctw17, ppocr-det")
-    return good, list(report.errors), report
+    return good, [e for e in report.errors if e.kind != OOV], report, hint
 
 
 def load_split(name: str, split: Mapping[str, Any], *, task: str, cache_dir: str | Path, on_error: str = "raise",
@@ -151,33 +155,32 @@ def _load_source(name: str, split: Mapping[str, Any], *, task: str, cache_dir: s
             raise UserError(f"data.{name}.root={path}: not found")
     if on_error not in ("raise", "skip"):
         raise UserError(f"config error: data.on_error must be 'raise' or 'skip', got {on_error!r}")
+    from datasets.check import oov_message
+    from datasets.errors import DatasetError, one_line
+
     try:
-        samples, errors, _report = _validate_and_read(task, fmt, path, split, charset, rec_width)
-    except (ValueError, FileNotFoundError) as exc:
-        raise UserError(f"data.{name}: {exc}") from None
+        samples, errors, report, hint = _validate_and_read(task, fmt, path, split, charset, rec_width)
+    except (ValueError, OSError, DatasetError) as exc:
+        raise UserError(f"data.{name}: {one_line(exc)}") from None
     num_skipped = 0
     if errors:
         first = errors[0]
         if on_error == "raise":
             raise UserError(f"data.{name} ({fmt}:{path}) has {len(errors)} error(s); first: {first}. "
-                            f"Run `python -m datasets.check {fmt} {path}` for the full report, fix them, or set "
+                            f"Run `{hint}` for the full report, fix them, or set "
                             "data.on_error=skip to drop the bad samples")
         num_skipped = len(errors)
         log.warning("data.%s: %d error(s), bad samples dropped (data.on_error=skip); first: %s", name, num_skipped, first)
-    if task == "rec" and charset is not None:
-        outside = [s for s in samples if not all(charset.contains(ch) for ch in s.text)]
-        if outside:
-            first = outside[0]
-            unknown = "".join(dict.fromkeys(ch for s in outside for ch in s.text if not charset.contains(ch)))
-            where = f"{first.source}:{first.line}" if first.source is not None else str(first.image_path)
-            message = (f"data.{name} ({fmt}:{path}): {len(outside)} text line(s) contain characters outside the "
-                       f"charset ({len(charset)} chars): {unknown[:20]!r}{'…' if len(unknown) > 20 else ''}; "
-                       f"first at {where}: {first.text!r}. Add them with model.charset.extra_chars='{unknown[:20]}'")
-            if on_error == "raise":
-                raise UserError(message + ", or set data.on_error=skip to drop these lines")
-            log.warning("%s; dropped (data.on_error=skip)", message)
-            samples = [s for s in samples if all(charset.contains(ch) for ch in s.text)]
-            num_skipped += len(outside)
+    oov = oov_message(report) if task == "rec" and charset is not None else None
+    if oov:
+        # the sentence `python -m datasets.check ... --charset` prints about the same data
+        message = f"data.{name} ({fmt}:{path}): {oov}"
+        if on_error == "raise":
+            raise UserError(f"{message}, or set data.on_error=skip to drop these lines. Full report: `{hint}`")
+        log.warning("%s; dropped (data.on_error=skip)", message)
+        kept = [s for s in samples if all(charset.contains(ch) for ch in s.text)]
+        num_skipped += len(samples) - len(kept)
+        samples = kept
     if not samples:
         raise UserError(f"data.{name} ({fmt}:{path}) has no usable samples")
     digest = dataset_digest(samples, mode="fast")
