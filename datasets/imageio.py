@@ -9,6 +9,11 @@ platforms) and happily decodes a truncated JPEG into a half-grey picture. Here:
 * :func:`verify_image` / :func:`inspect_image` fully decode with PIL to catch truncated files, which is what
   ``datasets.check`` runs on every image.
 
+Transparency: an image with an alpha channel (PNG, WebP, TIFF; also palette/grey PNGs with ``tRNS``) is
+flattened onto white. Decoders drop alpha and keep the colour under it, which for "text drawn only in the alpha
+channel" (icons, exported vector graphics) is uniformly black: the quality check would call it under-exposed
+and the model would see nothing. White is what every viewer shows behind such a file.
+
 Orientation: ``cv2.imdecode`` applies the EXIF orientation tag (and PaddleOCR decodes the same way), so label
 coordinates refer to the *rotated* image. :func:`image_size` therefore reports the EXIF-rotated size too.
 
@@ -44,6 +49,7 @@ __all__ = [
     "inspect_image",
     "find_image",
     "is_image_file",
+    "flatten_alpha",
 ]
 
 #: extensions treated as images when pairing label files with images (compared case-insensitively)
@@ -86,14 +92,50 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+def _may_have_alpha(data: bytes) -> bool:
+    """Cheap look at the header: could this file carry transparency? (Only then is it decoded twice.)"""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 25:
+        idat = data.find(b"IDAT")
+        return data[25] in (4, 6) or b"tRNS" in data[: idat if idat > 0 else len(data)]
+    return (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or data[:4] in (b"II*\x00", b"MM\x00*")
+
+
+def _composite_on_white(bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``bgr`` (uint8) over a white background with ``alpha`` (any unsigned integer dtype) as coverage."""
+    if alpha.dtype != np.uint8:
+        alpha = (alpha.astype(np.float32) * (255.0 / np.iinfo(alpha.dtype).max)).round().astype(np.uint8)
+    if alpha.min() == 255:
+        return bgr
+    a = alpha.astype(np.float32)[:, :, None] / 255.0
+    return (bgr.astype(np.float32) * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
+
+
+def flatten_alpha(image: np.ndarray) -> np.ndarray:
+    """A BGRA (or grey+alpha) uint8 array flattened onto white as BGR; other arrays are returned as they are."""
+    if image.ndim == 3 and image.shape[2] == 4:
+        return _composite_on_white(np.ascontiguousarray(image[:, :, :3]), image[:, :, 3])
+    if image.ndim == 3 and image.shape[2] == 2:
+        grey = cv2.cvtColor(np.ascontiguousarray(image[:, :, 0]), cv2.COLOR_GRAY2BGR)
+        return _composite_on_white(grey, image[:, :, 1])
+    return image
+
+
 def decode_image(data: bytes, name: str | PathLike[str] = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes into BGR uint8 (EXIF orientation applied); ``name`` is used in errors."""
+    """Decode encoded image bytes into BGR uint8 (EXIF orientation applied, transparency flattened onto
+    white); ``name`` is used in errors."""
     if not data:
         raise DatasetError(name, None, "image data is empty (0 bytes)", UNREADABLE_IMAGE)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise DatasetError(name, None, f"cannot decode image ({len(data)} bytes; not an image or truncated)",
                            UNREADABLE_IMAGE)
+    if _may_have_alpha(data):
+        raw = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        # the colour decode converted bit depth and palette already; take only the alpha from the raw one
+        # (same size unless EXIF rotated the colour decode, which alpha files practically never carry)
+        if raw is not None and raw.ndim == 3 and raw.shape[2] == 4 and raw.shape[:2] == image.shape[:2]:
+            image = _composite_on_white(image, raw[:, :, 3])
     return image
 
 

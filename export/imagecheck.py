@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from datasets.imageio import decode_image
+from datasets.imageio import decode_image, flatten_alpha
 
 __all__ = [
     "IMAGE_UNREADABLE", "IMAGE_TOO_LARGE", "IMAGE_QUALITY_POOR", "ImageCheckConfig", "ImageCheckError",
@@ -148,11 +148,15 @@ class ImageChecker:
 
     # ------------------------------------------------------------------ arrays
     def check_array(self, image: np.ndarray | None, name: str = "<array>") -> np.ndarray:
-        """Validate a decoded image (size, then quality); returns it unchanged."""
+        """Validate a decoded image (size, then quality); returns it unchanged, except that a BGRA array is
+        flattened onto white first (as :func:`datasets.imageio.decode_image` does for files), so the check and
+        the model see what a viewer shows rather than the colour hidden under transparent pixels."""
         if image is None or not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0 \
                 or min(image.shape[:2]) == 0:
             shape = None if image is None else getattr(image, "shape", None)
             raise ImageCheckError(IMAGE_UNREADABLE, f"{name}: not a usable image (shape {shape})")
+        if image.dtype == np.uint8:
+            image = flatten_alpha(image)
         self._check_pixels(name, image.shape[1], image.shape[0])
         cfg = self.config
         if not cfg.quality_check:

@@ -332,3 +332,56 @@ def test_image_size_follows_exif_rotation_like_decoding(tmp_path):
     pil.save(path, exif=exif.tobytes())
     assert image_size(path) == (40, 100)
     assert read_image(path).shape[:2] == (100, 40)
+
+
+def _alpha_only_text(height: int = 48, width: int = 160) -> np.ndarray:
+    """Coverage of the word "Hi" drawn only in the alpha channel; the colour under it is black everywhere."""
+    import cv2
+
+    alpha = np.zeros((height, width), np.uint8)
+    cv2.putText(alpha, "Hi there", (4, 34), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 255, 2)
+    return alpha
+
+
+@pytest.mark.parametrize("mode,fmt", [("RGBA", "PNG"), ("LA", "PNG"), ("RGBA", "WEBP"), ("RGBA16", "PNG"),
+                                      ("P", "PNG")])
+def test_transparency_is_flattened_onto_white(tmp_path, mode, fmt):
+    """Text that lives only in the alpha channel reads as dark text on white, not as an all-black image."""
+    import cv2
+
+    alpha = _alpha_only_text()
+    black = np.zeros(alpha.shape + (3,), np.uint8)
+    path = tmp_path / f"a.{fmt.lower()}"
+    if mode == "RGBA16":   # 16-bit BGRA through OpenCV's writer
+        bgra = np.dstack([black, alpha]).astype(np.uint16) * 257
+        assert cv2.imwrite(str(path), bgra)
+    elif mode == "P":      # palette with a transparent entry (tRNS), fully transparent background
+        pil = Image.fromarray(np.where(alpha[:, :, None] > 127, 0, 255).repeat(3, 2).astype(np.uint8)).convert(
+            "P", palette=Image.ADAPTIVE, colors=2)
+        white = [i for i, c in enumerate(np.array(pil.getpalette()[:6]).reshape(2, 3)) if c.sum() > 300][0]
+        pil.save(path, transparency=white)
+    elif mode == "LA":
+        Image.fromarray(np.dstack([np.zeros_like(alpha), alpha]), "LA").save(path, fmt)
+    else:
+        Image.fromarray(np.dstack([black, alpha]), "RGBA").save(path, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    image = read_image(path)
+    assert image.shape == alpha.shape + (3,) and image.dtype == np.uint8
+    ink = alpha > 200
+    assert image[~(alpha > 0)].min() >= 250          # transparent background → white
+    assert image[ink].max() <= 10                    # opaque black ink stays black
+    from export.imagecheck import ImageChecker
+
+    checked = ImageChecker().load(path)                  # not "under-exposed"
+    assert np.array_equal(checked, image)
+
+
+def test_image_check_flattens_bgra_arrays():
+    from export.imagecheck import IMAGE_QUALITY_POOR, ImageChecker, ImageCheckError
+
+    alpha = _alpha_only_text()
+    bgra = np.dstack([np.zeros(alpha.shape + (3,), np.uint8), alpha])
+    out = ImageChecker().check_array(bgra, "x.png")
+    assert out.shape == alpha.shape + (3,) and out[alpha == 0].min() == 255
+    with pytest.raises(ImageCheckError) as info:       # the same pixels without alpha are still refused
+        ImageChecker().check_array(np.ascontiguousarray(bgra[:, :, :3]), "x.png")
+    assert info.value.code == IMAGE_QUALITY_POOR and "under-exposed" in info.value.message
