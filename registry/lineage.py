@@ -1,26 +1,9 @@
-"""The lineage a model version carries, as MLflow version tags: one schema, read and written in one place.
+"""The lineage a model version carries, as MLflow version tags, parsed for the gates and tables.
 
 Why tags (not params or a side file): version tags are what ``mlflow ui`` shows on the version page, what
-``search_model_versions`` can filter on, and what the promotion gates read; keeping the key names here means
-register, gates, show and compare can never disagree about them.
-
-Keys (all values are strings, as MLflow stores them)::
-
-    task                      det | rec
-    data.train.digest / .size training data digest and number of samples
-    data.eval.digest / .size  eval data digest and size the metrics of record were measured on
-    data.eval.spec            FORMAT:PATH of that eval set (informational)
-    charset.sha256            charset hash (rec; for det the bundled recogniser's)
-    metric.<name>             metrics of record from export.evaluate (hmean/precision/recall or acc/...,
-                              and latency_ms, the median per-image latency through the serving code)
-    postprocess               JSON of the post-process parameters the metrics were measured with
-    quantized                 yes | no
-    fp32_parent_version       for INT8 children: the FP32 version they were quantised from
-    git_sha, lib.<package>    code and library versions
-    source_run_id             the MLflow run (training run when known) the model came from
-    model_bytes               size of the inference directory
-    rec_bundle                for det versions: which recogniser the served pipeline uses
-    registration_id           unique id of the registration call (used to clean up a failed one)
+``search_model_versions`` can filter on, and what the promotion gates read. The key names are defined once,
+in :mod:`training.lineage` (training is the earliest stage that writes them); they are re-exported here so
+register, gates, show and compare read the very names training wrote.
 """
 from __future__ import annotations
 
@@ -28,51 +11,41 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from training.lineage import (  # noqa: F401 -- re-exported: the one schema
+    LATENCY_METRIC,
+    LIB_PREFIX,
+    MAIN_METRIC,
+    METRIC_PREFIX,
+    TAG_CHARSET,
+    TAG_EVAL_DIGEST,
+    TAG_EVAL_SIZE,
+    TAG_EVAL_SPEC,
+    TAG_FP32_PARENT,
+    TAG_GIT_DIRTY,
+    TAG_GIT_SHA,
+    TAG_MODEL_ARCH,
+    TAG_MODEL_BYTES,
+    TAG_POSTPROCESS,
+    TAG_QUANTIZED,
+    TAG_REC_BUNDLE,
+    TAG_REGISTRATION_ID,
+    TAG_REGISTRY_GIT_SHA,
+    TAG_SOURCE_RUN,
+    TAG_TASK,
+    TAG_TRAIN_DIGEST,
+    TAG_TRAIN_SIZE,
+    TAG_VAL_DIGEST,
+    TAG_VAL_SIZE,
+    TASKS,
+)
+
 __all__ = [
-    "TASKS",
-    "MAIN_METRIC",
-    "TAG_TASK",
-    "TAG_TRAIN_DIGEST",
-    "TAG_TRAIN_SIZE",
-    "TAG_EVAL_DIGEST",
-    "TAG_EVAL_SIZE",
-    "TAG_EVAL_SPEC",
-    "TAG_CHARSET",
-    "TAG_POSTPROCESS",
-    "TAG_QUANTIZED",
-    "TAG_FP32_PARENT",
-    "TAG_GIT_SHA",
-    "TAG_SOURCE_RUN",
-    "TAG_MODEL_BYTES",
-    "TAG_REC_BUNDLE",
-    "TAG_REGISTRATION_ID",
-    "METRIC_PREFIX",
-    "LIB_PREFIX",
-    "LATENCY_METRIC",
+    "TASKS", "MAIN_METRIC", "TAG_TASK", "TAG_MODEL_ARCH", "TAG_TRAIN_DIGEST", "TAG_TRAIN_SIZE", "TAG_EVAL_DIGEST",
+    "TAG_EVAL_SIZE", "TAG_EVAL_SPEC", "TAG_VAL_DIGEST", "TAG_VAL_SIZE", "TAG_CHARSET", "TAG_POSTPROCESS",
+    "TAG_QUANTIZED", "TAG_FP32_PARENT", "TAG_GIT_SHA", "TAG_GIT_DIRTY", "TAG_REGISTRY_GIT_SHA", "TAG_SOURCE_RUN",
+    "TAG_MODEL_BYTES", "TAG_REC_BUNDLE", "TAG_REGISTRATION_ID", "METRIC_PREFIX", "LIB_PREFIX", "LATENCY_METRIC",
     "VersionInfo",
 ]
-
-TASKS = ("det", "rec")
-MAIN_METRIC = {"det": "hmean", "rec": "acc"}
-LATENCY_METRIC = "latency_ms"
-
-TAG_TASK = "task"
-TAG_TRAIN_DIGEST = "data.train.digest"
-TAG_TRAIN_SIZE = "data.train.size"
-TAG_EVAL_DIGEST = "data.eval.digest"
-TAG_EVAL_SIZE = "data.eval.size"
-TAG_EVAL_SPEC = "data.eval.spec"
-TAG_CHARSET = "charset.sha256"
-TAG_POSTPROCESS = "postprocess"
-TAG_QUANTIZED = "quantized"
-TAG_FP32_PARENT = "fp32_parent_version"
-TAG_GIT_SHA = "git_sha"
-TAG_SOURCE_RUN = "source_run_id"
-TAG_MODEL_BYTES = "model_bytes"
-TAG_REC_BUNDLE = "rec_bundle"
-TAG_REGISTRATION_ID = "registration_id"
-METRIC_PREFIX = "metric."
-LIB_PREFIX = "lib."
 
 
 def _float(value: Any) -> float | None:

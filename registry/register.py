@@ -8,8 +8,9 @@ Why each step is here:
   serving pre/post-processing) when ``eval_data`` is given, or from a metrics dict a caller measured the same
   way; they are written as ``metric.*`` version tags beside the post-process parameters, the eval data digest
   and the charset hash — everything the promotion gates compare (:mod:`registry.lineage`).
-* The **training lineage** (train data digest/size, charset, git sha) is read from the source MLflow run's
-  tags when a run id is given; explicit arguments win.
+* The **training lineage** (train data digest/size, charset, git sha, library versions) is copied from the
+  source MLflow run's tags by the names :mod:`training.lineage` defines (training writes them under those
+  names); explicit arguments win.
 * **Never half-registered.** All tags are passed to ``create_model_version`` in one call, so a version exists
   with its full lineage or not at all. Every registration carries a unique ``registration_id`` tag; on any
   failure after logging started, versions with that id (e.g. one created by a request that timed out but
@@ -26,10 +27,7 @@ import base64
 import json
 import logging
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import uuid
 from contextlib import contextmanager
@@ -41,6 +39,7 @@ from typing import Any, Iterator, Mapping
 from registry.client import RegistryClient, RegistryError, is_not_found
 from registry.config import RegistryConfig
 from registry import lineage as L
+from training.lineage import code_tags, git_sha, library_versions, version_lineage
 
 __all__ = ["RegistrationResult", "register_model", "library_versions", "git_sha", "lineage_from_run",
            "REQUIREMENT_DISTS"]
@@ -52,9 +51,6 @@ _CODE_PACKAGES = ("datasets", "training", "export", "registry")
 #: distributions the served model needs (pinned to the installed versions in the model's requirements)
 REQUIREMENT_DISTS = ("paddlepaddle", "numpy", "opencv-python-headless", "pyclipper", "shapely", "Pillow", "PyYAML",
                      "mlflow", "pandas", "rapidfuzz")
-#: libraries whose versions are recorded as ``lib.*`` tags
-_LIB_DISTS = ("paddlepaddle", "paddlepaddle-gpu", "paddleslim", "unstructured-paddleocr", "rapidocr-paddle", "mlflow",
-              "numpy", "opencv-python-headless")
 
 
 @dataclass(frozen=True)
@@ -68,78 +64,16 @@ class RegistrationResult:
 
 
 # ------------------------------------------------------------------------------------------- provenance
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries that shape a model's numbers."""
-    out = {}
-    for dist in _LIB_DISTS:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    out["python"] = sys.version.split()[0]
-    return out
-
-
-def git_sha() -> str:
-    """HEAD of the project checkout (``+dirty`` when tracked files changed), ``unknown`` outside git."""
-    def run(*args: str) -> str | None:
-        try:
-            res = subprocess.run(["git", *args], cwd=_PROJECT_ROOT, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return res.stdout.strip() if res.returncode == 0 else None
-
-    sha = run("rev-parse", "HEAD")
-    if not sha:
-        return "unknown"
-    dirty = run("status", "--porcelain", "--untracked-files=no")
-    return f"{sha}+dirty" if dirty else sha
-
-
-def _first(tags: Mapping[str, str], keys: tuple[str, ...], pattern: str | None = None) -> str | None:
-    for key in keys:
-        if tags.get(key):
-            return tags[key]
-    if pattern:
-        for key in sorted(tags):
-            if re.fullmatch(pattern, key) and tags[key]:
-                return tags[key]
-    return None
-
-
 def lineage_from_run(client: RegistryClient, run_id: str) -> dict[str, str]:
-    """Lineage tags read from a training run (:mod:`training.tracking` writes ``data.<context>.<name>.digest``,
-    ``charset.sha256``, ``git.sha`` and dataset inputs whose profile holds ``num_samples``)."""
+    """The version tags a training run contributes (:func:`training.lineage.version_lineage`: data digests and
+    sizes, charset, model family, git sha, library versions — by the schema's exact names)."""
     try:
         run = client.call("get_run", run_id)
     except Exception as exc:  # noqa: BLE001
         if is_not_found(exc):
             raise RegistryError(f"source run {run_id} not found in {client.tracking_uri}") from None
         raise
-    tags = dict(run.data.tags)
-    out: dict[str, str] = {}
-    train = _first(tags, (L.TAG_TRAIN_DIGEST,), r"data\.train(ing)?\.[^.]+\.digest")
-    evald = _first(tags, (L.TAG_EVAL_DIGEST,), r"data\.(eval|evaluation|validation)\.[^.]+\.digest")
-    if train:
-        out[L.TAG_TRAIN_DIGEST] = train
-    if evald:
-        out["data.val.digest"] = evald  # training-time validation set; the registry eval digest is separate
-    size = _first(tags, (L.TAG_TRAIN_SIZE, "data.train.num_samples", "data.train.size"))
-    if size is None:
-        for ds_input in getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []:
-            context = {t.key: t.value for t in ds_input.tags}.get("mlflow.data.context", "")
-            if context in ("training", "train"):
-                try:
-                    size = str(json.loads(ds_input.dataset.profile or "{}").get("num_samples"))
-                except (json.JSONDecodeError, AttributeError):
-                    pass
-                break
-    if size and size != "None":
-        out[L.TAG_TRAIN_SIZE] = size
-    for src, dst in (("charset.sha256", L.TAG_CHARSET), ("git.sha", L.TAG_GIT_SHA)):
-        if tags.get(src):
-            out[dst] = tags[src]
-    return out
+    return version_lineage(dict(run.data.tags))
 
 
 def _dir_bytes(path: Path) -> int:
@@ -402,9 +336,14 @@ def register_model(task: str, model_dir: str | Path, *, name: str | None = None,
         tmp = Path(tmp_str)
         bundle_dir, bundle_desc = _bundled_rec(task, rec_dir, cfg, client, tmp)
         rec_for_charset = model_dir if task == "rec" else bundle_dir
+        code = code_tags()  # the registering process; a training run's own git/lib tags win below
+        if L.TAG_GIT_SHA in run_lineage:
+            code = {k: v for k, v in code.items() if k != L.TAG_GIT_DIRTY}
         tags: dict[str, Any] = {
             L.TAG_TASK: task,
-            **{k: v for k, v in run_lineage.items()},
+            **{k: v for k, v in code.items() if k == L.TAG_GIT_SHA or k == L.TAG_GIT_DIRTY
+               or k.startswith(L.LIB_PREFIX)},
+            **run_lineage,
             L.TAG_EVAL_DIGEST: eval_digest or record["eval_digest"],
             L.TAG_EVAL_SIZE: record["eval_size"],
             L.TAG_EVAL_SPEC: eval_data,
@@ -412,14 +351,12 @@ def register_model(task: str, model_dir: str | Path, *, name: str | None = None,
             L.TAG_POSTPROCESS: record["postprocess"],
             L.TAG_QUANTIZED: "yes" if is_quantized else "no",
             L.TAG_FP32_PARENT: None if fp32_parent_version is None else str(fp32_parent_version),
-            L.TAG_GIT_SHA: run_lineage.get(L.TAG_GIT_SHA) or git_sha(),
-            "registry.git_sha": git_sha(),
+            L.TAG_REGISTRY_GIT_SHA: code[L.TAG_GIT_SHA],
             L.TAG_SOURCE_RUN: source_run_id,
             L.TAG_MODEL_BYTES: _dir_bytes(model_dir),
             L.TAG_REC_BUNDLE: bundle_desc,
             L.TAG_REGISTRATION_ID: registration_id,
             **{f"{L.METRIC_PREFIX}{k}": f"{v:.6g}" for k, v in record["metrics"].items()},
-            **{f"{L.LIB_PREFIX}{k}": v for k, v in library_versions().items()},
         }
         if train_digest:
             tags[L.TAG_TRAIN_DIGEST] = train_digest
