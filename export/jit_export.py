@@ -40,7 +40,10 @@ __all__ = ["ExportError", "ExportResult", "PRETRAINED_SOURCE", "load_source_mode
 
 PRETRAINED_SOURCE = "ppocrv4_mobile"
 #: our arch name → PaddleX/PaddleOCR model name written in ``Global.model_name``
-PADDLEX_NAMES = {"ppocrv4_mobile_det": "PP-OCRv4_mobile_det", "ppocrv4_mobile_rec": "PP-OCRv4_mobile_rec"}
+PADDLEX_NAMES = {"ppocrv4_mobile_det": "PP-OCRv4_mobile_det", "ppocrv4_mobile_rec": "PP-OCRv4_mobile_rec",
+                 "ppocrv5_mobile_det": "PP-OCRv5_mobile_det", "ppocrv5_mobile_rec": "PP-OCRv5_mobile_rec"}
+#: other pretrained weights exported by name (``--checkpoint ppocrv5_mobile``): the official PP-OCRv5 files
+PRETRAINED_V5 = "ppocrv5_mobile"
 DEFAULT_TOLERANCE = 1e-3
 
 
@@ -120,15 +123,17 @@ def load_source_model(task: str, source: str | os.PathLike, model_overrides: Map
 
     if task not in ("det", "rec"):
         raise ExportError(f"task must be det or rec, got {task!r}")
-    if str(source) == PRETRAINED_SOURCE:
-        charset = Charset.default() if task == "rec" else None
-        model_cfg: dict[str, Any] = {"task": task, "arch": f"ppocrv4_mobile_{task}", "backbone_form": "deploy"}
+    if str(source) in (PRETRAINED_SOURCE, PRETRAINED_V5):
+        from training.models.pretrained import named_charset
+
+        charset = (named_charset(str(source)) or Charset.default()) if task == "rec" else None
+        model_cfg: dict[str, Any] = {"task": task, "arch": f"{source}_{task}", "backbone_form": "deploy"}
         if charset is not None:
             model_cfg["num_classes"] = charset.num_classes
         model_cfg.update(model_overrides or {})
         model = build_model(model_cfg)
-        report = load_pretrained(model, PRETRAINED_SOURCE, model_cfg, charset)
-        provenance = {"source": PRETRAINED_SOURCE, "loaded": len(report.loaded), "fresh": len(report.fresh)}
+        report = load_pretrained(model, str(source), model_cfg, charset)
+        provenance = {"source": str(source), "loaded": len(report.loaded), "fresh": len(report.fresh)}
     else:
         model_cfg, charset, weights, provenance = _checkpoint_source(task, source)
         model_cfg.update(model_overrides or {})
