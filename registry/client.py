@@ -26,6 +26,9 @@ import random
 import time
 from typing import Any, Callable, TypeVar
 
+# the one tracking-URI rule (config, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db), shared with training
+from training.lineage import DEFAULT_TRACKING_URI, resolve_tracking_uri
+
 __all__ = [
     "DEFAULT_TRACKING_URI",
     "RegistryClient",
@@ -40,7 +43,6 @@ __all__ = [
     "is_already_exists",
 ]
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -85,14 +87,6 @@ def is_unreachable(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return any(fragment in text for fragment in _UNREACHABLE_TEXT)
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else the project default ``sqlite:///mlflow.db``.
-
-    The default is deliberate: MLflow's own default (a ``./mlruns`` folder) is refused by MLflow 3 for the
-    registry, and training logs to ``sqlite:///mlflow.db`` so ``mlflow ui`` shows runs and versions together."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def _error_code(exc: BaseException) -> str:
