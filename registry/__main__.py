@@ -264,6 +264,12 @@ def _cmd_promote(args, cfg, client) -> int:
         was = f"was v{event.from_version}" if event.from_version else "first"
         forced = f" (FORCED: {args.reason})" if event.forced else ""
         print(f"{args.name} v{args.version} is now {alias} ({was}){forced}; {event.message}")
+        for result in (event.gates or {}).get("results", []):
+            verdict = "passed" if result["passed"] else ("FAILED" if result["enforced"] else "failed (not blocking)")
+            print(f"  gate {result['name']}: {verdict}: {result['message']}")
+    print(json.dumps({"name": args.name, "version": str(args.version), "alias": alias, "outcome": event.outcome,
+                      "from_version": event.from_version, "forced": event.forced,
+                      "gates": {r["name"]: r["passed"] for r in (event.gates or {}).get("results", [])}}))
     return EXIT_OK
 
 
@@ -272,6 +278,8 @@ def _cmd_rollback(args, cfg, client) -> int:
 
     event = rollback(client, args.name, cfg=cfg, reason=args.reason)
     print(f"{args.name}: rolled back {event.message}")
+    print(json.dumps({"name": args.name, "alias": event.alias, "outcome": event.outcome,
+                      "from_version": event.from_version, "to_version": event.to_version}))
     return EXIT_OK
 
 

@@ -29,7 +29,7 @@ class GateConfig:
     require_charset_compatible: bool = True
     challenger_enforced: tuple[str, ...] = ("charset_compatible",)
     latency_mode: str = "side_by_side"   # or "recorded": compare the latency tags written at registration
-    latency_rounds: int = 7              # interleaved timed rounds per model when measuring side by side
+    latency_rounds: int = 9              # interleaved timed rounds per model when measuring side by side
 
     def __post_init__(self) -> None:
         if self.latency_mode not in ("side_by_side", "recorded"):
@@ -57,8 +57,23 @@ class RetryConfig:
 
 
 @dataclass(frozen=True)
+class Int8ReportConfig:
+    """The INT8-vs-FP32 report after a QAT run (registry.after_training; options of
+    export.int8.evaluate.compare_int8_fp32)."""
+
+    enabled: bool = True
+    batches: tuple[int, ...] = (1, 8)
+    repeat: int = 10
+    warmup: int = 2
+    det_size: int = 640
+    rec_width: int = 320
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
+    after_training: Mapping[str, Any] | None = None  # Hydra target the training runner calls
     register: bool = False
+    int8_report: Int8ReportConfig = field(default_factory=Int8ReportConfig)
     tracking_uri: str | None = None
     names: Mapping[str, str] = field(default_factory=lambda: {"det": "ocr-det", "rec": "ocr-rec"})
     aliases: Mapping[str, str] = field(

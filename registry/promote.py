@@ -12,6 +12,14 @@ Why it is built this way:
   against it, and both attempts are in the audit with a consistent from → to chain.
 * **Refusals are data.** A refused promotion raises :class:`PromotionRefused` carrying the gate report and
   the recorded audit event; the CLI turns it into exit code 2 and one line.
+* **Latency is measured now, not remembered.** With ``gates.latency_mode: side_by_side`` the candidate and
+  the champion are timed in this process, interleaved (:mod:`registry.latency`), before the lock is taken
+  (downloads and timing take seconds; the lock should not); if the champion moved meanwhile, the
+  measurement is repeated under the lock against the new one.
+* **One role per version.** A version is never both ``champion`` and ``challenger``: promoting the
+  challenger to champion removes the ``challenger`` alias (the canary graduated), promoting the champion as
+  challenger is refused, and a rollback that restores the challenger's version to champion removes the
+  ``challenger`` alias (it would be a canary of itself); the audit message says so.
 
 Usage::
 
@@ -26,6 +34,7 @@ from registry.audit import AuditEvent, AuditLog
 from registry.client import RegistryClient, RegistryError
 from registry.config import RegistryConfig
 from registry.gates import GateReport, evaluate_gates
+from registry.latency import LatencyComparison, measure_side_by_side
 from registry.lineage import VersionInfo
 from registry.lock import LockTimeout, PromotionLock
 
@@ -48,6 +57,19 @@ def _info(client: RegistryClient, name: str, version: str | None) -> VersionInfo
         return VersionInfo.from_model_version(client.version(name, version))
     except RegistryError:
         return None  # alias pointing at a deleted version: treat as absent
+
+
+def _measure_latency(client: RegistryClient, name: str, candidate: VersionInfo, champion_v: str | None,
+                     cfg: RegistryConfig) -> LatencyComparison | None:
+    """Side-by-side latency of candidate vs champion, or ``None`` when there is nothing to compare with
+    (first promotion, same version, other task) or the config asks for the recorded figures."""
+    if cfg.gates.latency_mode != "side_by_side" or champion_v is None or champion_v == candidate.version:
+        return None
+    champion = _info(client, name, champion_v)
+    if champion is None or candidate.task not in ("det", "rec") or champion.task != candidate.task:
+        return None
+    return measure_side_by_side(client, name, candidate.version, champion_v, task=candidate.task,
+                                rounds=cfg.gates.latency_rounds)
 
 
 def _record_lock_timeout(log: AuditLog, action: str, alias: str, version: str | None, exc: LockTimeout,
@@ -74,6 +96,10 @@ def promote(client: RegistryClient, name: str, version: str | int, *, cfg: Regis
     if candidate.status and candidate.status.upper() not in ("READY", "MODELVERSIONSTATUS.READY"):
         raise RegistryError(f"{candidate.label} is {candidate.status}, not READY")
     log = AuditLog(client, name)
+    before = client.aliases(name)
+    latency = None
+    if before.get(alias) != version and before.get(cfg.champion) != version:
+        latency = _measure_latency(client, name, candidate, before.get(cfg.champion), cfg)
     lock = PromotionLock(client, name, timeout_s=cfg.lock.timeout_s, lease_s=cfg.lock.lease_s)
     try:
         lock.acquire()
@@ -83,6 +109,8 @@ def promote(client: RegistryClient, name: str, version: str | int, *, cfg: Regis
         aliases = client.aliases(name)
         champion_v = aliases.get(cfg.champion)
         current_v = aliases.get(alias)
+        if champion_v != before.get(cfg.champion) and champion_v != version:  # moved while we measured
+            latency = _measure_latency(client, name, candidate, champion_v, cfg)
         if current_v == version:
             return log.record(AuditEvent(action="promote", outcome="noop", alias=alias, from_version=current_v,
                                          to_version=version, reason=reason,
@@ -94,7 +122,7 @@ def promote(client: RegistryClient, name: str, version: str | int, *, cfg: Regis
             raise PromotionRefused(f"refused: {event.message}", event)
         champion = _info(client, name, champion_v)
         enforced = None if target == "champion" else cfg.gates.challenger_enforced
-        report = evaluate_gates(candidate, champion, cfg.gates, enforced=enforced)
+        report = evaluate_gates(candidate, champion, cfg.gates, enforced=enforced, latency=latency)
         if not report.passed and not force:
             event = log.record(AuditEvent(action="promote", outcome="refused", alias=alias, from_version=current_v,
                                           to_version=version, gates=report.to_dict(), reason=reason,
@@ -161,6 +189,9 @@ def rollback(client: RegistryClient, name: str, *, cfg: RegistryConfig | None = 
             client.set_alias(name, cfg.previous, new_previous)
         else:
             client.delete_alias(name, cfg.previous)
+        cleared_challenger = aliases.get(cfg.challenger) == previous_v
+        if cleared_challenger:  # one role per version: the restored champion is nobody's canary
+            client.delete_alias(name, cfg.challenger)
         after = client.aliases(name).get(cfg.champion)
         if after != previous_v:
             event = log.record(AuditEvent(action="rollback", outcome="conflict", alias=cfg.champion,
@@ -168,6 +199,8 @@ def rollback(client: RegistryClient, name: str, *, cfg: RegistryConfig | None = 
                                           message=f"champion is v{after} after writing v{previous_v}"))
             raise RegistryError(f"{name}: {event.message}")
         suffix = f"; previous-champion now v{new_previous}" if new_previous else "; no earlier champion left"
+        if cleared_challenger:
+            suffix += f"; challenger alias removed (v{previous_v} is the champion again)"
         return log.record(AuditEvent(action="rollback", outcome="done", alias=cfg.champion, from_version=current_v,
                                      to_version=previous_v, reason=reason,
                                      message=f"champion v{current_v} → v{previous_v}{suffix}"))

@@ -82,6 +82,65 @@ def test_challenger_enforces_only_configured_gates():
     assert not report.passed
 
 
+def test_challenger_summary_records_every_gates_true_result():
+    """hmean 0.20 vs the champion's 0.98 as a challenger: not blocking, but never "all gates passed"."""
+    report = evaluate_gates(_v("2", metric=0.20), _v("1", metric=0.98), GateConfig(),
+                            enforced=GateConfig().challenger_enforced)
+    assert report.passed and not report.all_passed
+    summary = report.summary()
+    assert "all gates passed" not in summary
+    assert summary.startswith("blocking gates passed (task, charset_compatible); not blocking:")
+    assert "gate main_metric failed: hmean 0.2000 < champion v1 0.9800" in summary
+    data = report.to_dict()
+    assert data["all_passed"] is False and data["waived"] == ["main_metric"]
+    assert [line.split(":")[1].strip() for line in report.lines()] == [
+        "passed", "passed", "failed (not blocking)", "passed", "passed"]
+    ok = evaluate_gates(_v("2"), _v("1"), GateConfig(), enforced=GateConfig().challenger_enforced)
+    assert ok.summary() == "all gates passed" and ok.all_passed
+
+
+def test_latency_gate_judges_the_side_by_side_ratio_not_the_recorded_tags():
+    from registry.latency import LatencyComparison
+
+    # recorded at registration under different load: +110 %; measured together now: equal
+    cand, champ = _v("2", latency=105.0), _v("1", latency=50.0)
+    assert not evaluate_gates(cand, champ, GateConfig()).passed
+    same = LatencyComparison("2", "1", 41.0, 40.0, rounds=7, workload="det page")
+    report = evaluate_gates(cand, champ, GateConfig(), latency=same)
+    latency = next(r for r in report.results if r.name == "latency")
+    assert report.passed and latency.passed, latency.message
+    assert "candidate v2 41.0 ms vs champion v1 40.0 ms (medians); paired ratio +2.5% (limit +15%)" in latency.message
+    assert "recorded at registration: 105.0 vs 50.0 ms" in latency.message
+    slower = LatencyComparison("2", "1", 60.0, 40.0, rounds=7, workload="det page")
+    assert not evaluate_gates(_v("2"), _v("1"), GateConfig(), latency=slower).passed
+    paired = LatencyComparison("2", "1", 60.0, 40.0, rounds=7, workload="det page", paired_ratio=1.03)
+    assert evaluate_gates(_v("2"), _v("1"), GateConfig(), latency=paired).passed  # the paired ratio decides
+    broken = LatencyComparison("2", "1", rounds=7, error="RegistryError: no MLmodel file")
+    latency = next(r for r in evaluate_gates(_v("2"), _v("1"), GateConfig(), latency=broken).results
+                   if r.name == "latency")
+    assert latency.passed and "side-by-side measurement unavailable: RegistryError" in latency.message
+
+
+def test_interleaved_timing_takes_each_functions_median():
+    import time
+
+    from registry.latency import time_interleaved
+
+    calls: list[str] = []
+
+    def fast() -> None:
+        calls.append("a")
+        time.sleep(0.002)
+
+    def slow() -> None:
+        calls.append("b")
+        time.sleep(0.012)
+
+    a, b, ratio = time_interleaved(fast, slow, rounds=4, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then alternating order
+    assert 1.5 < a < 8 and b > a + 5 and ratio < 0.7
+
+
 def test_gate_report_is_json_serialisable():
     data = evaluate_gates(_v("2", metric=0.5), _v("1")).to_dict()
     assert json.loads(json.dumps(data))["results"][2]["name"] == "main_metric"
