@@ -22,7 +22,7 @@ def _registry(db: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_train_export_register_promote_rollback(tmp_path):
-    from training.det_task import run
+    from training.runner import run
 
     db = tmp_path / "mlflow.db"
     first = run(_cfg("det", tmp_path, "registry.register=true", f"++run_dir={tmp_path / 'run1'}", "seed=1"))

@@ -40,7 +40,7 @@ def _mlflow_run(tmp_path: Path, experiment: str):
 
 
 def test_det_smoke_trains_checkpoints_and_tracks(tmp_path, capsys):
-    from training.det_task import run
+    from training.runner import run
 
     result = run(_cfg("det", tmp_path))
     assert result["status"] == "completed" and result["steps"] == 2
@@ -61,7 +61,7 @@ def test_det_smoke_trains_checkpoints_and_tracks(tmp_path, capsys):
 
 def test_rec_smoke_trains_and_records_charset(tmp_path):
     from datasets.charset import Charset
-    from training.rec_task import run
+    from training.runner import run
 
     result = run(_cfg("rec", tmp_path))
     assert result["status"] == "completed"
@@ -72,7 +72,7 @@ def test_rec_smoke_trains_and_records_charset(tmp_path):
 
 
 def test_rec_eval_mode_prints_metric_json(tmp_path, capsys):
-    from training.rec_task import run
+    from training.runner import run
 
     run(_cfg("rec", tmp_path, "mode=eval", "data.eval.num=6"))
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -106,7 +106,7 @@ def test_config_errors_are_one_line(args, expected):
 
 def test_extend_charset_preset_composes_for_rec():
     from training.cli import precheck_overrides
-    from training.runner import charset_from_cfg
+    from training.rec_task import charset_from_cfg
 
     cfg = precheck_overrides("rec", ["+experiment=extend_charset", "model.charset.extra_chars='毖恫'",
                                      "data.train.root=/d", "data.eval.root=/d"])
@@ -125,27 +125,31 @@ def test_missing_data_dir_is_one_line(tmp_path):
 
 def test_det_qat_through_the_entry_config_and_fp32_resume_is_refused(tmp_path):
     from training.cli import UserError
-    from training.det_task import run
+    from training.runner import run
 
-    result = run(_cfg("det", tmp_path, "quant=qat_int8"))
+    result = run(_cfg("det", tmp_path, "quant=qat_int8", "registry.int8_report.repeat=1",
+                      "registry.int8_report.det_size=320"))
     assert result["status"] == "completed"
     state = json.loads((tmp_path / "run" / "checkpoints" / "latest" / "state.json").read_text())
     assert state["extra"]["quant"]["skipped_layers"]  # the choice of FP32 layers is recorded
-    int8_dir = tmp_path / "run" / "int8"  # INT8 evaluation of record next to its FP32 parent
-    assert any(p.name == "inference.pdiparams" for p in int8_dir.rglob("*")), sorted(int8_dir.rglob("*"))
+    # the after-training step exported INT8 and evaluated it next to its FP32 parent (pretrained here)
+    assert json.loads((tmp_path / "run" / "export" / "parity.json").read_text())["precision"] == "int8"
+    report = json.loads((tmp_path / "run" / "int8" / "int8_vs_fp32.json").read_text())
+    assert report["int8"]["runtime"]["precision"] == "int8" and result["int8"]["report"]
+    assert (tmp_path / "run" / "int8" / "fp32_parent" / "inference.pdiparams").is_file()
     with pytest.raises(UserError, match="QAT"):
         run(_cfg("det", tmp_path, "trainer.resume=auto"))
 
 
 def test_extended_charset_with_a_mostly_warmup_schedule_is_warned(caplog):
     from training.cli import precheck_overrides
-    from training.rec_task import _warn_short_schedule
+    from training.rec_task import warn_short_schedule
 
     with caplog.at_level("WARNING"):
-        _warn_short_schedule(precheck_overrides("rec", ["trainer.max_steps=120", "optim.warmup_steps=100"]))
+        warn_short_schedule(precheck_overrides("rec", ["trainer.max_steps=120", "optim.warmup_steps=100"]))
     assert "warmup_steps=100 is 83% of trainer.max_steps=120" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
-        _warn_short_schedule(precheck_overrides("rec", ["+experiment=extend_charset", "data.train.root=/d",
+        warn_short_schedule(precheck_overrides("rec", ["+experiment=extend_charset", "data.train.root=/d",
                                                         "data.eval.root=/d"]))
     assert "warmup_steps" not in caplog.text

@@ -18,10 +18,11 @@ from omegaconf import DictConfig
 from training.cli import run_entry
 
 
-def task(cfg: DictConfig) -> None:
-    from training.det_task import run
+def task(cfg: DictConfig) -> dict | None:
+    """The det run: config ``conf/det.yaml`` (``task: det``) through the one runner."""
+    from training.runner import main as run_task
 
-    run(cfg)
+    return run_task(cfg)  # the result dict: its eval metric is what sweepers optimise
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from training.cli import UserError
 from training.det_task import DetTask
+from training.lineage import data_tags
 from training.rec_task import RecTask
 from training.task import BuiltModel, StepFailed, Task, TrainedRun, task_name
 
@@ -71,11 +72,12 @@ def print_result(result: dict) -> None:
     print(json.dumps(result, ensure_ascii=False, default=str))
 
 
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> dict[str, Any] | None:
     """What ``@hydra.main`` calls. A failed after-training step ends the command with exit 1 and one line
-    naming the step (the result JSON, printed first, says what was completed)."""
+    naming the step (the result JSON, printed first, says what was completed). Returns the result, whose
+    eval metric is the Hydra task's return value (what sweepers optimise)."""
     try:
-        run(cfg)
+        return run(cfg)
     except StepFailed as exc:
         print(f"error: {exc} (the trained run is complete in {run_dir_of(cfg)})", file=sys.stderr)
         sys.exit(1)
@@ -159,13 +161,9 @@ def _log_lineage(tracker: Any, tags: dict, train_data: Any, eval_data: Any) -> N
     for split, context in ((train_data, "training"), (eval_data, "eval")):
         tracker.log_dataset_input(split.name, split.digest["digest"], len(split.samples),
                                   f"{split.format}:{split.path}", context=context)
-    tracker.set_tags({**tags,
-                      "data.train.digest": train_data.digest["digest"],
-                      "data.eval.digest": eval_data.digest["digest"],
-                      "data.train.num": len(train_data.samples),
-                      "data.eval.num": len(eval_data.samples),
-                      "data.train.skipped": train_data.num_skipped,
-                      "data.eval.skipped": eval_data.num_skipped})
+    tracker.set_tags({**tags, **data_tags(train_digest=train_data.digest["digest"], train_size=len(train_data.samples),
+                                          train_skipped=train_data.num_skipped, eval_digest=eval_data.digest["digest"],
+                                          eval_size=len(eval_data.samples), eval_skipped=eval_data.num_skipped)})
 
 
 def _after_training(cfg: DictConfig, trained: TrainedRun) -> dict:
