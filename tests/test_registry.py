@@ -146,27 +146,18 @@ def model_dirs(tmp_path_factory):
 
 
 def _fake_training_run(uri: str, train_digest: str) -> str:
-    """A training run tagged the way :mod:`training.tracking` tags one."""
-    try:
-        from training.tracking import MlflowTracker
-    except ImportError:  # pragma: no cover - training stage not present
-        MlflowTracker = None
-    if MlflowTracker is not None:
-        tracker = MlflowTracker("ocr-det", tracking_uri=uri)
-        run_id = tracker.start(run_name="tiny-train")
-        tracker.set_tags({"charset.sha256": "will-be-overridden-by-the-bundled-rec"})
-        tracker.log_dataset_input("train", digest=train_digest, num=12, source="synthetic:seed=0",
-                                  context="training")
-        tracker.end()
-        assert run_id, "training tracker failed to start"
-        return run_id
-    from mlflow import MlflowClient
+    """A training run tagged the way the training runner tags one (:func:`training.lineage.data_tags`)."""
+    from training.lineage import data_tags
+    from training.tracking import MlflowTracker
 
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("ocr-det") or client.get_experiment(client.create_experiment("ocr-det"))
-    run = client.create_run(exp.experiment_id, tags={"data.training.train.digest": train_digest, "git.sha": "abc"})
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    tracker = MlflowTracker("ocr-det", tracking_uri=uri)
+    run_id = tracker.start(run_name="tiny-train")
+    tracker.set_tags({"charset.sha256": "will-be-overridden-by-the-bundled-rec",
+                      **data_tags(train_digest=train_digest, train_size=12)})
+    tracker.log_dataset_input("train", digest=train_digest, num=12, source="synthetic:seed=0", context="training")
+    tracker.end()
+    assert run_id, "training tracker failed to start"
+    return run_id
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:

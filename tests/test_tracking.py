@@ -37,7 +37,7 @@ def test_flatten_config_and_limits():
     assert flat["model.pretrained"] == "null" and flat["model.frozen"] == "true" and flat["model.extra"] == "{}"
     assert len(flat["long"]) == 500 and flat["long"].endswith("...")
     tags = default_tags()
-    assert tags["version.paddle"] == "2.6.2" and "git.sha" in tags and "version.mlflow" in tags
+    assert tags["lib.paddlepaddle"] == "2.6.2" and "git.sha" in tags and "lib.mlflow" in tags
 
 
 def test_build_tracker_from_config(store, monkeypatch):
@@ -73,7 +73,7 @@ def test_training_run_is_readable_from_mlflow(tmp_path, store):
     assert run.info.status == "FINISHED" and run.info.run_name == "tiny"
     assert run.data.params["optim.lr"] == "0.01" and run.data.params["trainer.max_steps"] == "6"
     assert len(run.data.params["note"]) == 500
-    assert run.data.tags["data.digest"] == "abc123" and run.data.tags["version.paddle"] == "2.6.2"
+    assert run.data.tags["data.digest"] == "abc123" and run.data.tags["lib.paddlepaddle"] == "2.6.2"
     assert run.data.tags["main_metric"] == "neg_mse" and run.data.tags["status"] == "completed"
     assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [2, 4, 6]
     evals = client.get_metric_history(run_id, "eval/neg_mse")
