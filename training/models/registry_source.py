@@ -62,7 +62,7 @@ def resolve_registry_uri(uri: str, task: str, tracking_uri: str | None = None) -
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from training.tracking import resolve_tracking_uri
+    from training.lineage import resolve_tracking_uri
 
     resolved_uri = resolve_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=resolved_uri, registry_uri=resolved_uri)
