@@ -338,7 +338,7 @@ def _cmd_compare(args, cfg, client) -> int:
                        ("data.train.digest", "train data digest"), ("data.train.size", "train data size"),
                        ("charset.sha256", "charset sha256"), ("model_bytes", "model size (bytes)"),
                        ("quantized", "quantized"), ("fp32_parent_version", "fp32 parent"),
-                       ("rec_bundle", "bundled rec"), ("git_sha", "git sha"), ("source_run_id", "source run")):
+                       ("rec_bundle", "bundled rec"), ("git.sha", "git sha"), ("source_run_id", "source run")):
         numeric = tag in ("model_bytes", "data.eval.size", "data.train.size")
         x, y = a.tags.get(tag), b.tags.get(tag)
         if tag.endswith(("digest", "sha256", "sha")):
