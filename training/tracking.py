@@ -25,14 +25,14 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import time
 import warnings
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
+
+from training.lineage import DEFAULT_TRACKING_URI, code_tags, resolve_tracking_uri  # noqa: F401 -- re-exported
 
 __all__ = [
     "Tracker",
@@ -45,13 +45,6 @@ __all__ = [
     "DEFAULT_TRACKING_URI",
 ]
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-_PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """Config value, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -95,45 +88,10 @@ def flatten_config(cfg: Any, max_length: int = 500, prefix: str = "") -> dict[st
     return out
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=_PROJECT_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def default_tags() -> dict[str, str]:
-    """Code and library versions every run records: git sha (+ dirty flag), paddle, paddleslim, mlflow,
-    unstructured-paddleocr, python. Data digests and the charset hash are the caller's to add."""
-    tags: dict[str, str] = {}
-    sha = _git("rev-parse", "HEAD")
-    if sha:
-        tags["git.sha"] = sha
-        tags["mlflow.source.git.commit"] = sha
-        status = _git("status", "--porcelain", "--untracked-files=no")
-        if status is not None:
-            tags["git.dirty"] = "true" if status else "false"
-    else:
-        tags["git.sha"] = "unknown"
-    paddle_version = _version("paddlepaddle") or _version("paddlepaddle-gpu")
-    for key, value in {
-        "version.paddle": paddle_version,
-        "version.paddleslim": _version("paddleslim"),
-        "version.mlflow": _version("mlflow") or _version("mlflow-skinny"),
-        "version.unstructured_paddleocr": _version("unstructured-paddleocr"),
-        "version.python": sys.version.split()[0],
-    }.items():
-        if value:
-            tags[key] = value
-    return tags
+    """Code and library versions every run records (:func:`training.lineage.code_tags`: ``git.sha``,
+    ``git.dirty``, ``lib.*``). Data digests and the charset hash are the caller's to add."""
+    return code_tags()
 
 
 class Tracker:
