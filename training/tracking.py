@@ -43,8 +43,65 @@ __all__ = [
     "default_tags",
     "resolve_tracking_uri",
     "DEFAULT_TRACKING_URI",
+    "default_run_name",
+    "sweep_parent_run_id",
 ]
 
+
+def _hydra_choices() -> tuple[dict[str, str], Any]:
+    """(group choices, HydraConfig) of the running Hydra job; ({}, None) outside Hydra (tests, scripts)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+    except (ImportError, ValueError):
+        return {}, None
+    return {str(k): str(v) for k, v in (hc.runtime.choices or {}).items() if v is not None}, hc
+
+
+def _is_multirun(hc: Any) -> bool:
+    return getattr(hc.mode, "name", str(hc.mode)) == "MULTIRUN"
+
+
+def default_run_name(task: str | None = None, kind: str | None = None,
+                     choices: Mapping[str, Any] | None = None) -> str:
+    """``det-ppocrv4_mobile-smoke-20261201-072600-3f9a`` (task, model, experiment, time, 4 random hex digits;
+    ``-j3`` for job 3 of a multirun). Why not MLflow's own names: MLflow draws them from Python's ``random``,
+    which the run has just seeded, so every run got the same name. The suffix comes from ``os.urandom``.
+    ``choices`` (Hydra's group choices) default to the running job's."""
+    job_choices, hc = _hydra_choices()
+    choices = {str(k): str(v) for k, v in (choices or job_choices).items() if v is not None}
+    parts = [task or (hc.job.config_name if hc is not None else None) or "run"]
+    if kind:
+        parts.append(kind)
+    model = choices.get("model")
+    if model and kind is None:
+        parts.append(model.rsplit("/", 1)[-1])
+    experiment = choices.get("experiment") or choices.get("hparams_search")
+    if experiment:
+        parts.append(experiment.rsplit("/", 1)[-1])
+    parts.append(time.strftime("%Y%m%d-%H%M%S"))
+    if hc is not None and kind is None and _is_multirun(hc):
+        parts.append(f"j{hc.job.num}")
+    parts.append(os.urandom(2).hex())
+    return "-".join(p.replace(" ", "_") for p in parts)
+
+
+def sweep_parent_run_id() -> str | None:
+    """The MLflow parent run of the Hydra multirun this job belongs to (``training.hydra_callbacks``):
+    ``$OCR_SWEEP_PARENT_RUN_ID`` when the sweep started in this process, else the sweep dir's
+    ``mlflow_parent.json`` (other launchers' processes and hosts)."""
+    choices, hc = _hydra_choices()
+    if hc is None or not _is_multirun(hc):
+        return None
+    if os.environ.get("OCR_SWEEP_PARENT_RUN_ID"):
+        return os.environ["OCR_SWEEP_PARENT_RUN_ID"]
+    for folder in (Path(str(hc.sweep.dir)), Path(str(hc.runtime.output_dir)).parent):
+        try:
+            return str(json.loads((folder / "mlflow_parent.json").read_text(encoding="utf-8"))["run_id"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -110,8 +167,10 @@ class Tracker:
         return False
 
     def start(self, run_name: str | None = None, resume_run_id: str | None = None,
-              tags: Mapping[str, Any] | None = None) -> str | None:
-        """Open a run (or reopen ``resume_run_id`` when it exists); returns the run id for lineage."""
+              tags: Mapping[str, Any] | None = None, nest: bool = True) -> str | None:
+        """Open a run (or reopen ``resume_run_id`` when it exists); returns the run id for lineage. Without a
+        name the run gets :func:`default_run_name`; inside a Hydra multirun it is nested under the sweep's
+        parent run unless ``nest`` is False."""
         return None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -231,7 +290,7 @@ class MlflowTracker(Tracker):
             raise ConnectionError(f"{url} answered HTTP {response.status_code}")
 
     def start(self, run_name: str | None = None, resume_run_id: str | None = None,
-              tags: Mapping[str, Any] | None = None) -> str | None:
+              tags: Mapping[str, Any] | None = None, nest: bool = True) -> str | None:
         if self._active:
             return self.run_id
 
@@ -264,7 +323,11 @@ class MlflowTracker(Tracker):
             else:
                 if resume_run_id:
                     all_tags["resumed_from_run_id"] = resume_run_id
-                run = client.create_run(experiment_id, run_name=run_name or self.run_name,
+                parent = sweep_parent_run_id() if nest else None
+                if parent:
+                    all_tags["mlflow.parentRunId"] = parent
+                task = self.experiment[4:] if self.experiment.startswith("ocr-") else None
+                run = client.create_run(experiment_id, run_name=run_name or self.run_name or default_run_name(task),
                                         tags={k: _truncate(v, 5000) for k, v in all_tags.items()})
             self._client = client
             self.run_id = run.info.run_id
