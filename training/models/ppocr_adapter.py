@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 
 from datasets.runtime import ensure_ppocr_on_path
 
 __all__ = ["build_ppocr_model", "ppocr_module", "to_deploy_form", "is_deploy_form"]
 
 log = logging.getLogger(__name__)
+
+# Paddle's BatchNorm warns on every first training-mode forward that it "always tracks global mean and
+# variance" (its documented behaviour, nothing to act on); the line broke the first progress line. Every model
+# we train is built through this module, so the filter lives here, for that one message only.
+warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance",
+                        category=UserWarning)
 
 
 def ppocr_module(dotted: str):
@@ -21,8 +28,23 @@ def ppocr_module(dotted: str):
     import importlib
 
     ensure_ppocr_on_path()
-    logging.getLogger("ppocr").setLevel(logging.ERROR)  # it warns about an absent encryption module
+    _quiet_ppocr_logger()
     return importlib.import_module(f"ppocr.{dotted}")
+
+
+def _quiet_ppocr_logger() -> None:
+    """PaddleOCR's logger writes to **stdout** and, on import, warns that AIStudio's optional encryption module
+    is absent — before our result JSON, so ``… | jq`` failed. Create that logger ourselves first (its
+    ``get_logger`` returns an existing one unchanged), point it at stderr and keep errors only."""
+    import sys
+
+    from ppocr.utils.logging import get_logger
+
+    logger = get_logger()
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:
+            handler.setStream(sys.stderr)
+    logger.setLevel(logging.ERROR)
 
 
 def build_ppocr_model(architecture: dict):

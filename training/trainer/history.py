@@ -48,6 +48,14 @@ def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
     return path
 
 
+def _split_rates(rows: list[dict[str, float]]) -> tuple[list[str], list[str]]:
+    """Eval keys whose values all lie in [0, 1] (precision, hmean, acc…) vs the rest (counts such as num_gt)."""
+    keys = [k for k in rows[-1] if k != "step"]
+    rates = [k for k in keys if not k.startswith("num") and all(
+        0.0 <= r.get(k, 0.0) <= 1.0 for r in rows if isinstance(r.get(k), float) and math.isfinite(r[k]))]
+    return rates, [k for k in keys if k not in rates]
+
+
 class History:
     """Train-log points (averaged over ``log_every`` steps) and eval results, keyed by optimizer step."""
 
@@ -103,12 +111,22 @@ class History:
         ax_eval = fig.add_subplot(1, 2, 2)
         if self.eval:
             steps = [r["step"] for r in self.eval]
-            keys = [k for k in self.eval[-1] if k != "step"]
-            for key in keys:
+            rates, counts = _split_rates(self.eval)
+            for key in rates:
                 lw = 2.5 if key == main_metric else 1.2
                 ax_eval.plot(steps, [r.get(key, math.nan) for r in self.eval], marker="o", ms=3, lw=lw, label=key)
             ax_eval.set_xlabel("step")
-            ax_eval.legend(loc="best", fontsize=8)
+            ax_eval.set_ylabel("rate")
+            if rates:
+                ax_eval.set_ylim(-0.02, 1.02)
+                ax_eval.legend(loc="lower right", fontsize=8)
+            if counts:  # num_gt/num_det on their own axis: on the rate axis they flattened hmean to a line at 0
+                ax_count = ax_eval.twinx()
+                for i, key in enumerate(counts):
+                    ax_count.plot(steps, [r.get(key, math.nan) for r in self.eval], ls="--", lw=0.8,
+                                  color=str(0.35 + 0.15 * (i % 4)), label=key)
+                ax_count.set_ylabel("count", color="grey")
+                ax_count.legend(loc="upper left", fontsize=7)
         ax_eval.set_title(f"eval (main: {main_metric})" if main_metric else "eval")
         fig.tight_layout()
         path = Path(path)
