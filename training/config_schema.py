@@ -88,7 +88,9 @@ SCHEMA: dict[str, Spec] = {
     "trainer.seed": _int(0),
     "trainer.progress_bar": _BOOL,
     "trainer.find_unused_parameters": _BOOL,
-    "trainer.upload_best_checkpoint": _BOOL,
+    "trainer.upload_best_checkpoint": Spec("bool", nullable=True),  # deprecated: false = log_checkpoint none
+    "trainer.log_checkpoint": _choice("weights", "full", "none"),
+    "trainer.overwrite": _BOOL,
     "trainer.summary": _BOOL,
     "optim.name": _choice("adamw", "adam", "sgd", "momentum"),
     "optim.lr": _num(0, lo_open=True),

@@ -1,15 +1,20 @@
 """The task-agnostic trainer shared by the detector and the recogniser.
 
-One job per module: ``distributed`` (data-parallel helpers), ``sampler`` (resumable data order), ``optim``
-(optimizer, schedule, name-stable optimizer state), ``ema`` (weight averaging), ``checkpoint`` (atomic
-latest/best, resume), ``history`` (metrics.json, curves), ``progress`` (bar, summary) and ``loop`` (the
-:class:`Trainer`). Tracking lives next door in :mod:`training.tracking`.
+One job per module: ``config`` (:class:`TrainerConfig`), ``distributed`` (data-parallel helpers), ``optim``
+(optimizer, schedule, name-stable optimizer state), ``ema`` (weight averaging), ``cpu_tuning`` (the
+conv-bias speed-up), ``checkpoint`` (atomic latest/best files, one-line errors for damaged files),
+``state`` (the trainer's state in and out of a checkpoint), ``resume`` (what a run continues from and what it
+must not overwrite), ``history`` (metrics.json, curves), ``progress`` (bar or log lines, summary),
+``artifacts`` (what of the best checkpoint goes to MLflow) and ``loop`` (the :class:`Trainer`). Tracking lives
+next door in :mod:`training.tracking`.
 """
 from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 
 from training.trainer import distributed  # noqa: F401  -- imported first: sampler and loop use it
 from training.trainer.checkpoint import (
     Checkpoint,
+    CheckpointError,
+    CheckpointWriteError,
     find_resume,
     load_checkpoint,
     load_model_weights,
@@ -17,7 +22,9 @@ from training.trainer.checkpoint import (
 )
 from training.trainer.distributed import init_distributed, is_rank0, wrap_model, world_size
 from training.trainer.ema import ModelEMA
-from training.trainer.loop import NonFiniteLossError, Trainer, TrainerConfig, seed_everything
+from training.trainer.config import TrainerConfig
+from training.trainer.loop import NonFiniteLossError, Trainer, seed_everything
+from training.trainer.resume import RunDirError, check_run_dir
 from training.trainer.optim import OptimConfig, build_optimizer
 
 __all__ = [
@@ -29,6 +36,10 @@ __all__ = [
     "build_optimizer",
     "ModelEMA",
     "Checkpoint",
+    "CheckpointError",
+    "CheckpointWriteError",
+    "RunDirError",
+    "check_run_dir",
     "save_checkpoint",
     "load_checkpoint",
     "load_model_weights",

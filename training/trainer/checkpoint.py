@@ -16,7 +16,13 @@ Why symlinks: a directory cannot be ``os.replace``-d over a non-empty directory,
 (old away, new in) leaves a window with no ``latest``. Each checkpoint is written into a hidden temp
 directory, fsync-ed, renamed to its final unique name, and only then published by atomically replacing
 the symlink. A crash at any point leaves the previous ``latest`` complete and loadable; leftovers are
-removed by the next save.
+removed by the next save. ``state.json`` records the size of every other file, so a truncated file is
+recognised before Paddle or pickle try to parse it.
+
+Every problem reading or writing a checkpoint is a :class:`CheckpointError` whose message is one line naming
+the file and what is wrong (a full disk also says how much space is left). Superseded checkpoint directories
+are removed only when they are complete: a damaged one (e.g. its ``state.json`` deleted) was not made damaged
+by us and is left for the user to inspect.
 
 Example::
 
@@ -48,6 +54,10 @@ from paddle.base import core
 __all__ = [
     "CHECKPOINT_FORMAT",
     "Checkpoint",
+    "CheckpointError",
+    "CheckpointWriteError",
+    "intact_checkpoints",
+    "damaged_checkpoints",
     "save_checkpoint",
     "load_checkpoint",
     "find_resume",
@@ -62,6 +72,46 @@ TRAIN_MODEL_FILE = "train_model.pdparams"
 OPTIMIZER_FILE = "optimizer.pdopt"
 TRAINER_FILE = "trainer.pkl"
 STATE_FILE = "state.json"
+#: files a checkpoint directory may hold besides ``state.json`` (their sizes are recorded in it)
+DATA_FILES = (MODEL_FILE, TRAIN_MODEL_FILE, OPTIMIZER_FILE, TRAINER_FILE)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint (or one file in it) cannot be read or written; the message is one line naming the file."""
+
+
+class CheckpointWriteError(CheckpointError, OSError):
+    """Writing a checkpoint failed (disk full, read-only directory, ...); the previous one is unchanged."""
+
+
+def _short(exc: BaseException) -> str:
+    """First line of an exception, capped: Paddle's and pickle's messages can be screens long."""
+    text = (str(exc).strip().splitlines() or [""])[0].strip()
+    return (text[:160] + "…") if len(text) > 160 else (text or type(exc).__name__)
+
+
+def free_space(path: Path) -> str:
+    """Free space on the disk holding ``path`` (or its nearest existing parent), human readable."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return "unknown"
+    for unit in ("B", "KB", "MB", "GB"):
+        if free < 1024 or unit == "GB":
+            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
+        free /= 1024
+    return "unknown"  # pragma: no cover
+
+
+def write_error(exc: OSError, what: str, where: Path, previous: str) -> CheckpointWriteError:
+    """One line for a failed write: what, where, why, space left, and what is still intact."""
+    reason = exc.strerror or _short(exc)
+    failed = getattr(exc, "filename", None) or where
+    return CheckpointWriteError(f"cannot write {what}: {reason} ({failed}); {free_space(where)} free on that "
+                                f"disk. {previous}")
 
 
 @dataclasses.dataclass
@@ -115,10 +165,14 @@ def _json_default(obj: Any) -> Any:
 
 
 def _cleanup(root: Path, name: str, keep: str | None) -> None:
-    """Remove unpublished temp dirs and superseded targets of checkpoint ``name``."""
+    """Remove unpublished temp dirs and superseded *complete* targets of checkpoint ``name``.
+
+    Why only complete ones: our writes publish complete directories, so an incomplete ``{name}-s*`` directory
+    was damaged by something else; deleting it would destroy the evidence (and maybe the only weights)."""
     for entry in root.iterdir():
         stale_tmp = entry.name.startswith(f".tmp-{name}-s") or entry.name.startswith(f".{name}.link-")
-        old_target = entry.name.startswith(f"{name}-s") and entry.name != keep
+        old_target = (entry.name.startswith(f"{name}-s") and entry.name != keep and not entry.is_symlink()
+                      and (entry / STATE_FILE).is_file())
         if not (stale_tmp or old_target):
             continue
         if entry.is_symlink() or entry.is_file():
@@ -144,15 +198,27 @@ def save_checkpoint(
     if not name.isidentifier():
         raise ValueError(f"checkpoint name {name!r} must be a plain identifier such as 'latest' or 'best'")
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     step = int(state.get("step", 0))
     final_name = f"{name}-s{step:08d}-{uuid.uuid4().hex[:6]}"
     tmp = root / f".tmp-{final_name}"
-    state_json = json.dumps(
-        {"format": CHECKPOINT_FORMAT, "name": name, "saved_at": _dt.datetime.now().isoformat(timespec="seconds"),
-         **dict(state)},
-        indent=1, ensure_ascii=False, default=_json_default,
-    )
+    header = {"format": CHECKPOINT_FORMAT, "name": name, "saved_at": _dt.datetime.now().isoformat(timespec="seconds")}
+    json.dumps({**header, **dict(state)}, default=_json_default)  # not JSON: fail before touching the disk
+    try:
+        _write_checkpoint_dir(root, tmp, final_name, name, header, state, model, optimizer, trainer, train_model)
+    except OSError as exc:
+        published = root / name
+        previous = (f"The previous checkpoint {published} is unchanged." if (published / STATE_FILE).is_file()
+                    else "No earlier checkpoint of this name exists.")
+        raise write_error(exc, f"checkpoint '{name}' (step {step})", root, previous) from None
+    _cleanup(root, name, keep=final_name)
+    return root / name
+
+
+def _write_checkpoint_dir(root: Path, tmp: Path, final_name: str, name: str, header: Mapping[str, Any],
+                          state: Mapping[str, Any], model: Mapping[str, Any], optimizer: Mapping[str, Any] | None,
+                          trainer: Mapping[str, Any] | None, train_model: Mapping[str, Any] | None) -> None:
+    """The write-fsync-rename-publish sequence of :func:`save_checkpoint` (see the module docstring)."""
+    root.mkdir(parents=True, exist_ok=True)
     try:
         tmp.mkdir()
         paddle.save(dict(model), str(tmp / MODEL_FILE))
@@ -162,6 +228,9 @@ def save_checkpoint(
             paddle.save(dict(optimizer), str(tmp / OPTIMIZER_FILE))
         with open(tmp / TRAINER_FILE, "wb") as fh:
             pickle.dump(dict(trainer or {}), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        sizes = {f: (tmp / f).stat().st_size for f in DATA_FILES if (tmp / f).is_file()}
+        state_json = json.dumps({**header, **dict(state), "files": sizes}, indent=1, ensure_ascii=False,
+                                default=_json_default)
         (tmp / STATE_FILE).write_text(state_json, encoding="utf-8")  # last: marks the directory complete
         for f in tmp.iterdir():
             _fsync_file(f)
@@ -179,13 +248,66 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _cleanup(root, name, keep=final_name)
-    return published
 
 
-def _load_pickle(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as fh:
-        return pickle.load(fh)
+def _read_state(ckpt_dir: Path) -> dict[str, Any]:
+    """``state.json`` parsed and checked; any problem is one line naming the file."""
+    path = ckpt_dir / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or _short(exc)})") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: not UTF-8 text; the checkpoint is damaged") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the file is truncated "
+                              "or damaged") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"{path}: not a checkpoint state (a JSON object with 'step' was expected)")
+    if state.get("format", -1) != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {state.get('format')!r}, this version reads "
+                              f"{CHECKPOINT_FORMAT}")
+    return state
+
+
+def _check_size(path: Path, state: Mapping[str, Any]) -> None:
+    """Compare with the size recorded at save time: a truncated file is named before anyone parses it."""
+    expected = (state.get("files") or {}).get(path.name)
+    if not path.is_file():
+        if expected is not None or path.name == MODEL_FILE:
+            raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
+        return
+    actual = path.stat().st_size
+    if expected is not None and actual != expected:
+        raise CheckpointError(f"{path}: {actual} bytes, but {expected} were written; the file is truncated or "
+                              "damaged")
+
+
+def _load_tensors(path: Path, state: Mapping[str, Any], what: str, **kwargs: Any) -> dict[str, Any]:
+    _check_size(path, state)
+    try:
+        data = paddle.load(str(path), **kwargs)
+    except Exception as exc:  # noqa: BLE001 -- Paddle raises ValueError/RuntimeError/UnpicklingError/EOFError
+        raise CheckpointError(f"{path}: cannot be loaded as {what} ({_short(exc)}); the file is truncated or "
+                              "damaged") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: holds a {type(data).__name__}, not {what}")
+    return data
+
+
+def _load_pickle(path: Path, state: Mapping[str, Any]) -> dict[str, Any]:
+    _check_size(path, state)
+    try:
+        with open(path, "rb") as fh:
+            data = pickle.load(fh)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or _short(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 -- pickle raises many types on damaged input
+        raise CheckpointError(f"{path}: cannot be unpickled ({type(exc).__name__}: {_short(exc)}); the file is "
+                              "truncated or damaged") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: holds a {type(data).__name__}, not the trainer state")
+    return data
 
 
 def _resolve_dir(path: str | os.PathLike) -> Path:
@@ -195,6 +317,12 @@ def _resolve_dir(path: str | os.PathLike) -> Path:
     for candidate in (path / "checkpoints" / "latest", path / "latest"):
         if (candidate / STATE_FILE).is_file():
             return candidate
+    if path.is_symlink() and not path.exists():
+        raise CheckpointError(f"{path}: points to {os.readlink(path)}, which does not exist")
+    if path.is_dir() and any((path / f).exists() for f in DATA_FILES):
+        raise CheckpointError(f"{path / STATE_FILE}: missing; the checkpoint is incomplete or damaged")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
     raise FileNotFoundError(
         f"{path}: not a checkpoint (no {STATE_FILE}); pass a checkpoint directory such as RUN/checkpoints/latest"
     )
@@ -203,19 +331,22 @@ def _resolve_dir(path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike, *, weights_only: bool = False) -> Checkpoint:
     """Load a checkpoint directory (or a run dir / checkpoints dir, meaning its ``latest``).
 
-    ``weights_only`` skips the optimizer and trainer state (for evaluation and export)."""
+    ``weights_only`` skips the optimizer and trainer state (for evaluation and export). Raises
+    :class:`CheckpointError` (one line naming the file) for a damaged file, ``FileNotFoundError`` for a path
+    that is no checkpoint at all."""
     ckpt_dir = _resolve_dir(path)
-    state = json.loads((ckpt_dir / STATE_FILE).read_text(encoding="utf-8"))
-    if int(state.get("format", -1)) != CHECKPOINT_FORMAT:
-        raise ValueError(f"{ckpt_dir}: checkpoint format {state.get('format')} != {CHECKPOINT_FORMAT}")
-    model = paddle.load(str(ckpt_dir / MODEL_FILE))
+    state = _read_state(ckpt_dir)
+    model = _load_tensors(ckpt_dir / MODEL_FILE, state, "model weights")
     train_file = ckpt_dir / TRAIN_MODEL_FILE
-    train_model = paddle.load(str(train_file)) if train_file.is_file() else None
+    train_model = None
+    if train_file.is_file() or "train_model.pdparams" in (state.get("files") or {}):
+        train_model = _load_tensors(train_file, state, "training weights")
     optimizer = trainer = None
     if not weights_only:
         opt_file = ckpt_dir / OPTIMIZER_FILE
-        optimizer = paddle.load(str(opt_file), return_numpy=True) if opt_file.is_file() else None
-        trainer = _load_pickle(ckpt_dir / TRAINER_FILE)
+        if opt_file.is_file() or OPTIMIZER_FILE in (state.get("files") or {}):
+            optimizer = _load_tensors(opt_file, state, "optimizer state", return_numpy=True)
+        trainer = _load_pickle(ckpt_dir / TRAINER_FILE, state)
     return Checkpoint(path=ckpt_dir, state=state, model=model, train_model=train_model,
                       optimizer=optimizer, trainer=trainer or {})
 
@@ -229,6 +360,58 @@ def find_resume(run_dir: str | os.PathLike) -> Path | None:
     """``run_dir/checkpoints/latest`` when it holds a complete checkpoint, else None."""
     latest = Path(run_dir) / "checkpoints" / "latest"
     return latest if (latest / STATE_FILE).is_file() else None
+
+
+def _state_step(ckpt_dir: Path) -> int | None:
+    try:
+        return int(_read_state(ckpt_dir)["step"])
+    except (CheckpointError, TypeError, ValueError):
+        return None
+
+
+def intact_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Checkpoint directories of ``run_dir`` whose ``state.json`` is readable, newest step first (the published
+    ``latest``/``best`` names are used where they point at one). Files other than ``state.json`` are checked
+    when loading."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    published = {}
+    for name in ("latest", "best"):
+        link = root / name
+        if (link / STATE_FILE).is_file():
+            published.setdefault(link.resolve(), link)
+    found: dict[Path, tuple[int, float, Path]] = {}
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        step = _state_step(entry)
+        if step is None:
+            continue
+        real = entry.resolve()
+        shown = published.get(real, entry if not entry.is_symlink() else real)
+        rank = (step, 1.0 if shown.name == "latest" else 0.0, shown)
+        if real not in found or found[real][1] < rank[1]:
+            found[real] = rank
+    return [path for _, _, path in sorted(found.values(), key=lambda r: (r[0], r[1], r[2].name), reverse=True)]
+
+
+def damaged_checkpoints(run_dir: str | os.PathLike) -> list[str]:
+    """One phrase per checkpoint entry of ``run_dir`` that cannot be resumed from (dangling link, missing or
+    unreadable ``state.json``); empty when all are intact."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    out: list[str] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink() and not entry.exists():
+            out.append(f"{entry} points to {os.readlink(entry)}, which does not exist")
+        elif entry.is_dir() and not entry.is_symlink() and _state_step(entry) is None:
+            reason = "state.json is missing" if not (entry / STATE_FILE).exists() else "state.json is unreadable"
+            out.append(f"{entry}: {reason}")
+    return out
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -27,7 +27,6 @@ Hooks:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -44,24 +43,24 @@ from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 import paddle
 
 from training.trainer import distributed as dist_utils
-from training.trainer.checkpoint import (
-    capture_rng_state,
-    find_resume,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
+from training.trainer import state as trainer_state
+from training.trainer.checkpoint import find_resume, restore_rng_state, write_error
+from training.trainer.config import TrainerConfig
+from training.trainer.cpu_tuning import fast_conv_bias
 from training.trainer.ema import ModelEMA
 from training.trainer.history import History, write_json_atomic
-from training.trainer.optim import OptimConfig, build_optimizer, current_lr, load_optimizer_state, optimizer_state
+from training.trainer.optim import OptimConfig, build_optimizer, current_lr
+from training.trainer.artifacts import log_best_checkpoint
 from training.trainer.progress import ProgressReporter, print_summary
+from training.trainer.resume import check_writable, load_for_resume
 from training.tracking import NullTracker, Tracker, _to_plain
 
 #: layers whose running statistics ``trainer.freeze_bn`` keeps fixed (``nn.BatchNorm`` is the legacy API
 #: PaddleOCR models use; ``_BatchNormBase`` covers BatchNorm1D/2D/3D and SyncBatchNorm)
 _BATCH_NORM_TYPES = (paddle.nn.BatchNorm, paddle.nn.layer.norm._BatchNormBase)
 
-__all__ = ["Trainer", "TrainerConfig", "NonFiniteLossError", "seed_everything", "fast_conv_bias"]
+__all__ = ["Trainer", "TrainerConfig", "NonFiniteLossError", "seed_everything", "fast_conv_bias"]  # the last two
+# are re-exported from their own modules (config, cpu_tuning) for older imports
 
 log = logging.getLogger("training.trainer")
 
@@ -88,63 +87,6 @@ def seed_everything(seed: int) -> int:
     return seed
 
 
-@dataclasses.dataclass
-class TrainerConfig:
-    """Fields of ``conf/trainer/*.yaml``; the YAML files document each one."""
-
-    max_steps: int | None = None
-    epochs: int | None = None
-    accum_steps: int = 1
-    eval_every: int = 0
-    eval_every_epochs: int = 0
-    eval_at_end: bool = True
-    save_every: int = 0
-    log_every: int = 10
-    early_stop_patience: int = 0
-    early_stop_min_delta: float = 0.0
-    amp: bool = False
-    amp_level: str = "O1"
-    amp_dtype: str = "float16"
-    amp_init_scale: float = 1024.0
-    ema: bool = False
-    ema_decay: float = 0.999
-    ema_warmup: bool = True
-    freeze_bn: bool | None = False  # None (config null) counts as False here; training.runner resolves it
-    resume: str | None = None
-    seed: int = 42
-    progress_bar: bool = True
-    find_unused_parameters: bool = False
-    upload_best_checkpoint: bool = True
-    summary: bool = True
-
-    @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any] | "TrainerConfig" | None) -> "TrainerConfig":
-        """Build from a dict/DictConfig; unknown keys are an error (a typo must not silently do nothing)."""
-        if isinstance(cfg, cls):
-            return cfg
-        data: dict[str, Any] = {}
-        if cfg is not None:
-            try:
-                from omegaconf import DictConfig, OmegaConf
-
-                data = dict(OmegaConf.to_container(cfg, resolve=True)) if isinstance(cfg, DictConfig) else dict(cfg)
-            except ImportError:  # pragma: no cover
-                data = dict(cfg)
-        data.pop("_target_", None)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"trainer config: unknown field(s) {unknown}; known: {sorted(known)}")
-        out = cls(**data)
-        if not out.max_steps and not out.epochs:
-            raise ValueError("trainer config: set trainer.max_steps or trainer.epochs (or both)")
-        if out.accum_steps < 1:
-            raise ValueError(f"trainer.accum_steps must be >= 1, got {out.accum_steps}")
-        if out.resume in ("", "null", "none", "None"):
-            out.resume = None
-        return out
-
-
 def _default_forward(model: paddle.nn.Layer, batch: Any) -> Any:
     return model(batch[0] if isinstance(batch, (list, tuple)) else batch)
 
@@ -167,37 +109,6 @@ def _scalar(value: Any) -> float | None:
     if isinstance(value, (paddle.Tensor, np.ndarray, np.generic)) and int(np.prod(value.shape or [1])) == 1:
         return float(value.item() if hasattr(value, "item") else value)
     return None
-
-
-def _conv_bias_nc11_forward(self: paddle.nn.Conv2D, x: paddle.Tensor) -> paddle.Tensor:
-    """``nn.Conv2D.forward`` with the bias added as ``[C, 1, 1]`` instead of Paddle's ``[1, C, 1, 1]``."""
-    if not paddle.in_dynamic_mode():  # to_static / jit.save: trace the stock layer, exported programs unchanged
-        return type(self).forward(self, x)
-    out = paddle.nn.functional.conv._conv_nd(
-        x, self.weight, bias=None, stride=self._stride, padding=self._updated_padding,
-        padding_algorithm=self._padding_algorithm, dilation=self._dilation, groups=self._groups,
-        data_format=self._data_format, channel_dim=self._channel_dim, op_type=self._op_type,
-        use_cudnn=self._use_cudnn)
-    return out + self.bias.reshape([-1, 1, 1])
-
-
-def fast_conv_bias(model: paddle.nn.Layer) -> int:
-    """Route every biased NCHW ``nn.Conv2D`` of ``model`` through a cheaper bias add (same values); returns how
-    many layers were switched. Idempotent; parameters and ``state_dict`` are untouched.
-
-    Why: in dygraph Paddle 2.6 adds a conv bias reshaped to ``[1, C, 1, 1]``, which its CPU elementwise kernels
-    treat as a general broadcast: forward and backward of that add cost ~3× a ``[C, 1, 1]`` add (25+34 ms vs
-    9+11 ms on 8×96×80×80). PP-OCRv4's deploy form has a biased conv in every fused rep layer (52 in det, 32
-    in rec); with the other CPU speed-ups on, this saved 12–16 % of a training step here (bench/RESULTS.md)."""
-    import types
-
-    switched = 0
-    for layer in model.sublayers(include_self=True):
-        if (type(layer) is paddle.nn.Conv2D and layer.bias is not None and layer._data_format == "NCHW"
-                and layer._padding_mode == "zeros" and "forward" not in layer.__dict__):
-            layer.forward = types.MethodType(_conv_bias_nc11_forward, layer)
-            switched += 1
-    return switched
 
 
 class _Window:
@@ -352,54 +263,13 @@ class Trainer:
         return int(cfg.max_steps or by_epochs)  # type: ignore[arg-type]
 
     def _maybe_resume(self) -> None:
-        spec = self.cfg.resume
-        if not spec:
-            return
-        if str(spec).lower() == "auto":
-            path = find_resume(self.run_dir)
-            if path is None:
-                log.info("trainer.resume=auto: no checkpoint in %s, starting fresh", self.ckpt_root)
-                return
-        else:
-            path = Path(spec)
-            if not path.exists():
-                raise FileNotFoundError(f"trainer.resume={spec}: no such checkpoint")
-        ckpt = load_checkpoint(path)
-        missing, unexpected = self.model.set_state_dict(ckpt.training_weights)
-        if missing or unexpected:
-            raise ValueError(f"{ckpt.path}: weights do not fit the model (missing {list(missing)[:5]}, "
-                             f"unexpected {list(unexpected)[:5]})")
-        if ckpt.optimizer is not None:
-            load_optimizer_state(self.optimizer, self.model, ckpt.optimizer)
-        state, tstate = ckpt.state, ckpt.trainer
-        if self.ema is not None:
-            if tstate.get("ema") is not None:
-                self.ema.set_state_dict({**tstate["ema"], "shadow": {k: np.asarray(v) for k, v in ckpt.model.items()}})
-            else:
-                log.warning("%s was trained without EMA; starting the EMA from the resumed weights", ckpt.path)
-        if self.scaler is not None and tstate.get("scaler"):
-            self.scaler.load_state_dict(tstate["scaler"])
-        self.step = int(state["step"])
-        self.epoch = int(state["epoch"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
-        self.samples_seen = int(state.get("samples_seen", 0))
-        best = state.get("best") or {}
-        self.best_value = best.get("value")
-        self.best_step = best.get("step")
-        self.bad_evals = int(state.get("bad_evals", 0))
-        self.last_metrics = dict(state.get("last_metrics") or {})
-        self.last_eval_step = state.get("last_eval_step")
-        self.history.set_state_dict(tstate.get("history", {}))
-        self.timers.update(tstate.get("timers", {}))
-        self._pending_rng = tstate.get("rng")
-        self._resume_run_id = state.get("tracking_run_id")
-        self.resumed_from = ckpt.path.resolve()
-        for key, now in (("accum_steps", self.cfg.accum_steps), ("world_size", self.world_size)):
-            if state.get(key) is not None and state[key] != now:
-                log.warning("resuming with %s=%s but the checkpoint used %s: the data order will differ from "
-                            "an uninterrupted run", key, now, state[key])
-        log.info("resumed from %s: step %d, epoch %d (+%d batches), best %s=%s at step %s", self.resumed_from,
-                 self.step, self.epoch, self.batch_in_epoch, self.main_metric, self.best_value, self.best_step)
+        """Continue from ``trainer.resume`` (see :mod:`training.trainer.resume` for the rules that keep earlier
+        runs' work safe); a fresh start checks that the run dir can be written."""
+        ckpt = load_for_resume(self.cfg.resume, self.run_dir, overwrite=self.cfg.overwrite, announce=self.rank0)
+        if ckpt is not None:
+            trainer_state.restore(self, ckpt)
+        elif self.rank0:
+            check_writable(self.run_dir)
 
     def start_tracking(self) -> str | None:
         """Start the tracker if nobody did (continuing the checkpoint's MLflow run on resume), log the
@@ -672,9 +542,7 @@ class Trainer:
         self.tracker.log_artifact(self.run_dir / "history.json")
         if curves is not None:
             self.tracker.log_artifact(curves)
-        best = self.ckpt_root / "best"
-        if self.cfg.upload_best_checkpoint and best.exists():
-            self.tracker.log_artifacts(best, "checkpoints/best")
+        log_best_checkpoint(self.tracker, self.ckpt_root / "best", self.cfg.log_checkpoint)
         self.tracker.set_tags({"status": self.status})
 
     # ------------------------------------------------------------------ eval
@@ -754,30 +622,6 @@ class Trainer:
     def _weights_finite(self) -> bool:
         return all(bool(np.isfinite(p.numpy()).all()) for p in self.model.parameters())
 
-    def _state_json(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "samples_seen": self.samples_seen,
-            "total_steps": self.total_steps,
-            "accum_steps": self.cfg.accum_steps,
-            "world_size": self.world_size,
-            "main_metric": self.main_metric,
-            "greater_is_better": self.greater_is_better,
-            "best": {"value": self.best_value, "step": self.best_step},
-            "best_metric": self.best_value,
-            "bad_evals": self.bad_evals,
-            "last_metrics": self.last_metrics,
-            "last_eval_step": self.last_eval_step,
-            "weights": {"model.pdparams": "ema" if self.ema is not None else "raw",
-                        **({"train_model.pdparams": "raw"} if self.ema is not None else {})},
-            "tracking_run_id": self.tracker.run_id or self.tracking_run_id or self._resume_run_id,
-            "config": self.resolved_config,
-            "extra": self.extra_state,
-            "versions": {"paddle": paddle.__version__},
-        }
-
     def _save(self, name: str) -> Path | None:
         if not self._weights_finite():  # every rank checks, so all ranks stop together
             message = (f"parameters became non-finite after step {self.step}; not writing checkpoint {name!r}. "
@@ -788,30 +632,18 @@ class Trainer:
                                      checkpoint=latest.resolve() if latest else None)
         if not self.rank0:
             return None
-        t0 = time.perf_counter()
-        self._update_train_time()
-        raw = self.model.state_dict()
-        trainer_state = {
-            "rng": capture_rng_state(),
-            "ema": ({k: v for k, v in self.ema.state_dict().items() if k != "shadow"} if self.ema else None),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "history": self.history.state_dict(),
-            "timers": dict(self.timers),
-        }
-        path = save_checkpoint(
-            self.ckpt_root, name,
-            model=self.ema.shadow_state_dict() if self.ema is not None else raw,
-            train_model=raw if self.ema is not None else None,
-            optimizer=optimizer_state(self.optimizer, self.model),
-            state=self._state_json(),
-            trainer=trainer_state,
-        )
-        self._last_saved[name] = (self.step, self.epoch, self.batch_in_epoch)
-        self.timers["checkpoint_s"] += time.perf_counter() - t0
-        return path
+        return trainer_state.write_checkpoint(self, name)
 
     def _write_metrics(self) -> None:
+        """``history.json`` and ``metrics.json``, atomically; a failed write is one line (the old files stay)."""
         self._update_train_time()
+        try:
+            self._write_metrics_files()
+        except OSError as exc:
+            raise write_error(exc, "the run's metrics", self.run_dir,
+                              "The previous history.json/metrics.json are unchanged.") from None
+
+    def _write_metrics_files(self) -> None:
         write_json_atomic(self.run_dir / "history.json", self.history.state_dict())
         write_json_atomic(self.run_dir / "metrics.json", {
             "status": self.status,
