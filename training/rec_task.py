@@ -147,9 +147,18 @@ class RecTask(Task):
                 "charset_sha256": self.charset.sha256}
 
     def pictures(self, model: Any, tracker: Any, evaluator: Any) -> None:
-        """The ten worst eval lines with their predictions, as ``eval_report.json``."""
+        """The ten worst eval lines with their predictions, as ``eval_report.json`` and as a picture
+        (``eval_images/worst_lines.png``: line image, truth, prediction)."""
+        from training.evaluation import rec_line_image
+        from training.visualize import draw_worst_lines
+
         model.eval()
         evaluator.evaluate(model)
         if evaluator.last_metric is not None:
-            tracker.log_dict({"worst": evaluator.last_metric.worst(10),
-                              "metrics": evaluator.last_metric.compute()}, "eval_report.json")
+            worst = evaluator.last_metric.worst(10)
+            tracker.log_dict({"worst": worst, "metrics": evaluator.last_metric.compute()}, "eval_report.json")
+            by_key = {(str(s.image_path), s.text): s for s in evaluator.samples}
+            lines = [(rec_line_image(by_key[r["key"], r["truth"]]), r["truth"], r["pred"]) for r in worst
+                     if (r["key"], r["truth"]) in by_key]
+            if lines:
+                tracker.log_image(draw_worst_lines(lines), "eval_images/worst_lines.png")
