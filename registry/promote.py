@@ -33,6 +33,7 @@ from __future__ import annotations
 from registry.audit import AuditEvent, AuditLog
 from registry.client import RegistryClient, RegistryError
 from registry.config import RegistryConfig
+from registry.description import append_history
 from registry.gates import GateReport, evaluate_gates
 from registry.latency import LatencyComparison, measure_side_by_side
 from registry.lineage import VersionInfo
@@ -70,6 +71,15 @@ def _measure_latency(client: RegistryClient, name: str, candidate: VersionInfo, 
         return None
     return measure_side_by_side(client, name, candidate.version, champion_v, task=candidate.task,
                                 rounds=cfg.gates.latency_rounds)
+
+
+def _history(client: RegistryClient, name: str, version: str | None, text: str, event: AuditEvent) -> None:
+    """Append the event to the version's readable description (``mlflow ui``); the audit tag is the record."""
+    if version is None:
+        return
+    why = f" — reason: {event.reason}" if event.reason else ""
+    text = text if len(text) <= 400 else text[:397] + "..."
+    append_history(client, name, version, f"{text}{why}", who=event.who)
 
 
 def _record_lock_timeout(log: AuditLog, action: str, alias: str, version: str | None, exc: LockTimeout,
@@ -127,6 +137,7 @@ def promote(client: RegistryClient, name: str, version: str | int, *, cfg: Regis
             event = log.record(AuditEvent(action="promote", outcome="refused", alias=alias, from_version=current_v,
                                           to_version=version, gates=report.to_dict(), reason=reason,
                                           message=report.summary()))
+            _history(client, name, version, f"promotion to **{alias}** refused: {report.summary()}", event)
             raise PromotionRefused(f"refused: {candidate.label} → {alias}: {report.summary()}", event, report)
 
         lock.verify()
@@ -147,9 +158,14 @@ def promote(client: RegistryClient, name: str, version: str | int, *, cfg: Regis
                                                   "write outside the promotion lock"))
             raise RegistryError(f"{name}: {event.message}")
         message = report.summary() if not force else f"forced over: {report.summary()}"
-        return log.record(AuditEvent(action="promote", outcome="done", alias=alias, from_version=current_v,
-                                     to_version=version, gates=report.to_dict(), forced=force, reason=reason,
-                                     message=message))
+        event = log.record(AuditEvent(action="promote", outcome="done", alias=alias, from_version=current_v,
+                                      to_version=version, gates=report.to_dict(), forced=force, reason=reason,
+                                      message=message))
+        was = f" (was v{current_v})" if current_v else " (first)"
+        _history(client, name, version, f"promoted to **{alias}**{was}{' FORCED' if force else ''}: {message}", event)
+        if current_v is not None and current_v != version:
+            _history(client, name, current_v, f"replaced as **{alias}** by v{version}", event)
+        return event
     finally:
         lock.release()
 
@@ -201,8 +217,11 @@ def rollback(client: RegistryClient, name: str, *, cfg: RegistryConfig | None = 
         suffix = f"; previous-champion now v{new_previous}" if new_previous else "; no earlier champion left"
         if cleared_challenger:
             suffix += f"; challenger alias removed (v{previous_v} is the champion again)"
-        return log.record(AuditEvent(action="rollback", outcome="done", alias=cfg.champion, from_version=current_v,
-                                     to_version=previous_v, reason=reason,
-                                     message=f"champion v{current_v} → v{previous_v}{suffix}"))
+        event = log.record(AuditEvent(action="rollback", outcome="done", alias=cfg.champion, from_version=current_v,
+                                      to_version=previous_v, reason=reason,
+                                      message=f"champion v{current_v} → v{previous_v}{suffix}"))
+        _history(client, name, previous_v, f"**{cfg.champion}** again: rollback from v{current_v}", event)
+        _history(client, name, current_v, f"rolled back: **{cfg.champion}** returned to v{previous_v}", event)
+        return event
     finally:
         lock.release()

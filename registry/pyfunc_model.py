@@ -25,6 +25,14 @@ file paths readable by the server. Output: one JSON object per image::
     {"image": "#1", "text": str, "score": float, "model": {…}}                              # rec
     {"image": "#2", "error": {"code": "IMAGE_UNREADABLE", "message": …}, "model": {…}}
 
+Serving follows the registry: a primary loaded while its version held ``champion`` (``-m
+models:/ocr-det@champion``) re-resolves ``champion`` every ``alias_refresh_s`` seconds (model config,
+``serve_refresh_s`` in ``conf/registry/default.yaml`` at registration, ``OCR_ALIAS_REFRESH_S`` at serving
+time; 0 pins). When it points elsewhere (promote, rollback), the new version is loaded beside the old one and
+swapped in atomically (:mod:`registry.alias_follower`); requests in flight finish on the version they
+started on, none fails, and ``model.version`` says which answered. ``OCR_FOLLOW_ALIAS=none`` pins the loaded
+version; ``OCR_FOLLOW_ALIAS=ALIAS`` follows another alias. The challenger of a canary is followed the same way.
+
 Canary: with ``canary_fraction`` > 0 (model config, ``MLFLOW_PYFUNC_INFERENCE_CONFIG`` or
 ``OCR_CANARY_FRACTION``) and a ``challenger`` alias on the same registered model, the loaded model also loads
 the challenger and routes that fraction of requests (``predict`` calls) to it; the ``route`` param pins a
@@ -46,7 +54,9 @@ from typing import Any
 
 import mlflow.pyfunc
 
+from registry.alias_follower import AliasRefresher, AliasSlot, Served, registry_resolver
 from registry.canary import CanaryRouter, append_record
+from registry.client import cap_mlflow_http_retries
 
 __all__ = ["OCRPyfuncModel", "DEFAULT_MODEL_CONFIG", "ARTIFACT_DET", "ARTIFACT_REC", "ARTIFACT_CLS",
            "model_signature", "decode_inputs"]
@@ -66,9 +76,12 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "canary_seed": -1,          # -1 → unseeded
     "canary_log": "",
     "drop_score": 0.5,
-    "role": "primary",          # "challenger" for the nested challenger (never loads its own canary)
+    "role": "primary",          # "replica"/"challenger": nested versions (no canary, no alias following)
     "resolve_identity": True,   # look up our version number in the registry at load time
     "max_pixels": 50_000_000,
+    "champion_alias": "champion",
+    "follow_alias": "auto",     # auto | ALIAS | none: which alias a served primary follows (see _follow_alias)
+    "alias_refresh_s": 30.0,    # re-resolve the followed alias (and the challenger) this often; 0 pins
 }
 
 
@@ -202,6 +215,37 @@ def _resolve_identity(name: str, model_id: str | None) -> dict[str, Any]:
     return identity
 
 
+# ------------------------------------------------------------------------------------------- configuration
+def _effective_config(model_config: dict[str, Any] | None) -> dict[str, Any]:
+    """Logged model config over the defaults, then the serving-time environment variables."""
+    cfg = {**DEFAULT_MODEL_CONFIG, **(model_config or {})}
+    if os.environ.get("OCR_CANARY_FRACTION"):
+        cfg["canary_fraction"] = float(os.environ["OCR_CANARY_FRACTION"])
+    if os.environ.get("OCR_CANARY_LOG"):
+        cfg["canary_log"] = os.environ["OCR_CANARY_LOG"]
+    if os.environ.get("OCR_ALIAS_REFRESH_S"):
+        cfg["alias_refresh_s"] = float(os.environ["OCR_ALIAS_REFRESH_S"])
+    if os.environ.get("OCR_FOLLOW_ALIAS"):
+        cfg["follow_alias"] = os.environ["OCR_FOLLOW_ALIAS"].strip()
+    return cfg
+
+
+def _follow_alias(cfg: dict[str, Any], identity: dict[str, Any]) -> str | None:
+    """Which alias a served primary follows. ``auto``: the champion alias if the loaded version held it at
+    load (``-m models:/ocr-det@champion``), else the challenger alias if it held that, else none (a pinned
+    version such as ``models:/ocr-det/3`` that holds no alias stays pinned). ``none``/``pinned`` pins."""
+    choice = str(cfg.get("follow_alias") or "auto").strip()
+    if choice.lower() in ("none", "pinned", "off", "false", "0"):
+        return None
+    if choice != "auto":
+        return choice
+    aliases = list(identity.get("aliases") or [])
+    for alias in (str(cfg["champion_alias"]), str(cfg["challenger_alias"])):
+        if alias in aliases:
+            return alias
+    return None
+
+
 # ------------------------------------------------------------------------------------------- the model
 class OCRPyfuncModel(mlflow.pyfunc.PythonModel):
     """Serves one registered OCR version (and, as a canary, its challenger). See the module docstring."""
@@ -211,13 +255,12 @@ class OCRPyfuncModel(mlflow.pyfunc.PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context) -> None:
-        cfg = {**DEFAULT_MODEL_CONFIG, **(context.model_config or {})}
-        if os.environ.get("OCR_CANARY_FRACTION"):
-            cfg["canary_fraction"] = float(os.environ["OCR_CANARY_FRACTION"])
-        if os.environ.get("OCR_CANARY_LOG"):
-            cfg["canary_log"] = os.environ["OCR_CANARY_LOG"]
+        cfg = _effective_config(context.model_config)
         self.cfg = cfg
         self.task = str(cfg["task"])
+        primary = cfg["role"] == "primary"
+        if primary:
+            cap_mlflow_http_retries()  # registry look-ups of a server must not hang in MLflow's retry loop
         artifacts = dict(context.artifacts or {})
         self._predict_lock = threading.Lock()  # Paddle predictors are not thread-safe; the server uses threads
         self.pipeline = self.det = self.rec = None
@@ -240,41 +283,59 @@ class OCRPyfuncModel(mlflow.pyfunc.PythonModel):
 
         meta = _mlmodel_meta(artifacts)
         model_id = meta.get("model_id") or meta.get("model_uuid")
+        name = str(cfg["registered_model"])
         if cfg["resolve_identity"]:
-            self.identity = _resolve_identity(str(cfg["registered_model"]), model_id)
+            identity = _resolve_identity(name, model_id)
         else:
-            self.identity = {"name": cfg["registered_model"] or None, "version": None, "aliases": [],
-                             "model_id": model_id}
-        self.challenger = None
-        self.challenger_identity: dict[str, Any] | None = None
+            identity = {"name": name or None, "version": None, "aliases": [], "model_id": model_id}
+        self.identity = identity
+        resolve = registry_resolver()
+        self.follow_alias = _follow_alias(cfg, identity) if primary and name else None
+        self.primary = AliasSlot(name, self.follow_alias or "", served=Served(self._predict_local, identity),
+                                 resolve=resolve, load=self._load_version, keep_when_unset=True)
+        self.challenger_slot = AliasSlot(name, str(cfg["challenger_alias"]), served=None, resolve=resolve,
+                                         load=self._load_version, keep_when_unset=False,
+                                         exclude=lambda: self.primary.current.version)
         fraction = float(cfg["canary_fraction"])
-        if fraction > 0 and cfg["role"] == "primary":
-            self._load_challenger()
-        seed = int(cfg["canary_seed"])
-        self.router = CanaryRouter(fraction if self.challenger is not None else 0.0, None if seed < 0 else seed)
-
-    def _load_challenger(self) -> None:
-        """Load ``<name>@challenger`` (if set and not ourselves) as a nested pyfunc without its own canary."""
-        name, alias = str(self.cfg["registered_model"]), str(self.cfg["challenger_alias"])
-        if not name:
+        self.canary = fraction > 0 and primary and bool(name)
+        if fraction > 0 and primary and not name:
             _log.warning("canary_fraction > 0 but the model has no registered name; canary disabled")
-            return
-        try:
-            from mlflow import MlflowClient
+        if self.canary:
+            self.challenger_slot.refresh()  # loaded now when set; later by the refresher when it appears
+            if self.challenger_slot.current is not None:
+                _log.info("canary: %.1f%% of requests go to %s v%s", 100 * fraction, name,
+                          self.challenger_slot.current.version)
+        seed = int(cfg["canary_seed"])
+        self.router = CanaryRouter(fraction if self.canary else 0.0, None if seed < 0 else seed)
+        slots = ([self.primary] if self.follow_alias else []) + ([self.challenger_slot] if self.canary else [])
+        self.refresher = AliasRefresher(slots, float(cfg["alias_refresh_s"]) if primary else 0.0, owner=self).start()
 
-            mv = MlflowClient().get_model_version_by_alias(name, alias)
-        except Exception as exc:  # noqa: BLE001 - no challenger → serve the primary only
-            _log.info("no %s@%s to canary (%s); serving the primary only", name, alias, str(exc).splitlines()[0])
-            return
-        if str(mv.version) == str(self.identity.get("version")):
-            _log.info("%s@%s is this version; no canary", name, alias)
-            return
-        self.challenger = mlflow.pyfunc.load_model(
-            f"models:/{name}/{mv.version}", model_config={"role": "challenger", "canary_fraction": 0.0})
-        self.challenger_identity = {"name": name, "version": str(mv.version),
-                                    "aliases": sorted(getattr(mv, "aliases", None) or [])}
-        _log.info("canary: %.1f%% of requests go to %s v%s", 100 * float(self.cfg["canary_fraction"]), name,
-                  mv.version)
+    # ----------------------------------------------------------------------------------- following aliases
+    @property
+    def challenger(self):
+        """The challenger currently loaded for canary traffic (``None`` when there is none)."""
+        return self.challenger_slot.current
+
+    @property
+    def challenger_identity(self) -> dict[str, Any] | None:
+        current = self.challenger_slot.current
+        return None if current is None else current.identity
+
+    def _load_version(self, version: str) -> Served:
+        """A :class:`Served` for ``version``: this instance's own predictors when it is the version we were
+        loaded as (a rollback), one already loaded here (the canary graduating), else the version loaded as a
+        nested pyfunc beside the current ones (no canary, no refresher, no registry look-up)."""
+        if str(version) == str(self.identity.get("version")):
+            return Served(self._predict_local, dict(self.identity))
+        for slot in (self.primary, self.challenger_slot):
+            current = slot.current
+            if current is not None and current.version == str(version):
+                return current
+        name = str(self.cfg["registered_model"])
+        _log.warning("loading %s v%s beside the served version(s)", name, version)
+        nested = mlflow.pyfunc.load_model(f"models:/{name}/{version}", model_config={
+            "role": "replica", "canary_fraction": 0.0, "resolve_identity": False})
+        return Served(lambda model_input: nested.predict(model_input), {"name": name, "version": str(version)})
 
     # --------------------------------------------------------------------------------------- prediction
     def _run(self, decoded: list[tuple[str, Any]]) -> list[dict[str, Any]]:
@@ -313,22 +374,26 @@ class OCRPyfuncModel(mlflow.pyfunc.PythonModel):
                             "elapsed_ms": round((time.perf_counter() - start) * 1000.0, 1)})
         return answers
 
+    def _predict_local(self, model_input: Any) -> list[dict[str, Any]]:
+        """This instance's own predictors (the version it was loaded as)."""
+        decoded = decode_inputs(model_input, self.cfg.get("max_pixels"))
+        with self._predict_lock:
+            return self._run(decoded)
+
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would re-shape the input
-        """One JSON object per input image (see the module docstring)."""
+        """One JSON object per input image (see the module docstring). The served versions are read once, at
+        the start: a swap during the request does not change who answers it."""
         params = dict(params or {})
-        route = self.router.choose(str(params.get("route") or "auto"), self.challenger is not None)
+        primary = self.primary.current
+        challenger = self.challenger_slot.current if self.canary else None
+        route = self.router.choose(str(params.get("route") or "auto"), challenger is not None)
+        served = challenger if route == "challenger" and challenger is not None else primary
         start = time.perf_counter()
-        if route == "challenger":
-            answers = self.challenger.predict(model_input)
-            identity = self.challenger_identity or {}
-        else:
-            decoded = decode_inputs(model_input, self.cfg.get("max_pixels"))
-            with self._predict_lock:
-                answers = self._run(decoded)
-            identity = self.identity
-        answers = [dict(a) for a in answers]
+        answers = [dict(a) for a in served.predict(model_input)]
+        identity = served.identity
         who = {"name": identity.get("name"), "version": identity.get("version"),
-               "aliases": list(identity.get("aliases") or []), "route": route if self.challenger else "primary"}
+               "aliases": list(identity.get("aliases") or []),
+               "route": route if challenger is not None else "primary"}
         for answer in answers:
             answer["model"] = who
         if self.cfg["role"] == "primary" and self.cfg.get("canary_log"):

@@ -38,6 +38,7 @@ from typing import Any, Iterator, Mapping
 
 from registry.client import RegistryClient, RegistryError, is_not_found
 from registry.config import RegistryConfig
+from registry.description import describe_new_version
 from registry import lineage as L
 from training.lineage import code_tags, git_sha, library_versions, version_lineage
 
@@ -366,6 +367,8 @@ def register_model(task: str, model_dir: str | Path, *, name: str | None = None,
             _log.warning("registering an INT8 model without --fp32-parent: its lineage to the FP32 version is lost")
         tags.update(extra_tags or {})
         tags = _str_tags(tags)
+        description = describe_new_version(client, name, task, model_dir, tags, champion_alias=cfg.champion,
+                                           user_text=description)
 
         artifacts = {"det" if task == "det" else "rec": str(model_dir)}
         if bundle_dir is not None:
@@ -373,7 +376,8 @@ def register_model(task: str, model_dir: str | Path, *, name: str | None = None,
         from registry.pyfunc_model import DEFAULT_MODEL_CONFIG
 
         model_config = {**DEFAULT_MODEL_CONFIG, "task": task, "registered_model": name,
-                        "challenger_alias": cfg.challenger, "canary_fraction": float(cfg.canary_fraction)}
+                        "challenger_alias": cfg.challenger, "canary_fraction": float(cfg.canary_fraction),
+                        "champion_alias": cfg.champion, "alias_refresh_s": float(cfg.serve_refresh_s)}
         return _log_and_register(client, task, name, model_dir, artifacts, model_config, tags, source_run_id,
                                  registration_id, description, tmp, _fail_after_create)
 

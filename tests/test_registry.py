@@ -336,6 +336,56 @@ def test_int8_child_links_to_its_fp32_parent(sqlite_root, monkeypatch, model_dir
     assert client.version(name, fp32.version).tags["quantized"] == "no"
 
 
+def test_version_description_is_readable_in_the_ui(sqlite_root, monkeypatch, model_dirs, tmp_path):
+    """The description (Markdown in `mlflow ui`) says what a version is: family and precision, data, metric of
+    record vs the champion at registration, the FP32 parent as a UI link, and the promotion history."""
+    from export.inference_yml import write_inference_yml
+    from registry.register import register_model
+
+    uri = f"sqlite:///{sqlite_root / 'mlflow.db'}"
+    monkeypatch.chdir(sqlite_root)
+    monkeypatch.setenv("OCR_REGISTRY_USER", "pytest")
+    client = RegistryClient(uri)
+    name = _unique("ocr-det-desc")
+    run = _fake_training_run(uri, train_digest="fp32-train")
+    fp32_dir = shutil.copytree(model_dirs[0], tmp_path / "det_fp32")
+    write_inference_yml(fp32_dir, "det", model_name="PP-OCRv4_mobile_det")
+    metrics = {"hmean": 0.9, "precision": 0.92, "recall": 0.88, "latency_ms": 100.0, "data_digest": "evaldigest01"}
+    fp32 = register_model("det", fp32_dir, name=name, metrics=metrics, source_run_id=run, rec_dir="none",
+                          client=client)
+    text = client.version(name, fp32.version).description
+    assert text.startswith(f"**{name}: FP32 PP-OCRv4_mobile_det**, text detector (DB); serves boxes only")
+    assert "hmean **0.9000** (precision 0.9200, recall 0.8800)" in text and "no champion yet" in text
+    assert "#/experiments/" in text and f"/runs/{run})" in text and "fp32-train" in text
+    promote(client, name, fp32.version)
+
+    int8_dir = shutil.copytree(fp32_dir, tmp_path / "det_int8")
+    write_inference_yml(int8_dir, "det", model_name="PP-OCRv4_mobile_det", extra={"quantization": {
+        "precision": "int8", "parent": {"run_id": run, "registry_name": name, "registry_version": fp32.version}}})
+    child = register_model("det", int8_dir, name=name, metrics={**metrics, "hmean": 0.87, "latency_ms": 70.0},
+                           rec_dir="none", client=client)
+    text = client.version(name, child.version).description
+    assert text.startswith(f"**{name}: INT8 (QAT, oneDNN) PP-OCRv4_mobile_det**")
+    assert f"| FP32 parent | [{name} v{fp32.version}](#/models/{name}/versions/{fp32.version}) |" in text
+    assert f"[{name} v{fp32.version}](#/models/{name}/versions/{fp32.version}): hmean 0.9000 (-0.0300), same eval data" in text
+
+    with pytest.raises(PromotionRefused):
+        promote(client, name, child.version)
+    promote(client, name, child.version, force=True, reason="INT8 is fast enough")
+    rollback(client, name, reason="accuracy complaints")
+    child_text = client.version(name, child.version).description
+    history = child_text.split("#### History", 1)[1]
+    entries = [line.split(" — ", 1)[1] for line in history.strip().splitlines()]
+    assert entries[0].startswith("registered (by pytest@")
+    assert entries[1].startswith("promotion to **champion** refused: gate main_metric failed")
+    assert entries[2].startswith(f"promoted to **champion** (was v{fp32.version}) FORCED")
+    assert entries[3].startswith(f"rolled back: **champion** returned to v{fp32.version}") and len(entries) == 4
+    assert "reason: INT8 is fast enough" in history and "reason: accuracy complaints" in history
+    parent_history = client.version(name, fp32.version).description.split("#### History", 1)[1]
+    assert f"replaced as **champion** by v{child.version}" in parent_history
+    assert f"**champion** again: rollback from v{child.version}" in parent_history
+
+
 def test_failed_registration_leaves_nothing_behind(store, model_dirs, tmp_path):
     from mlflow import MlflowClient
 
@@ -625,6 +675,81 @@ def test_byte_identical_copy_of_the_champion_passes_the_latency_gate(sqlite_root
     latency = next(r for r in event.gates["results"] if r["name"] == "latency")
     assert latency["passed"] and latency["candidate"] > 0 and latency["champion"] > 0
     assert "paired ratio" in latency["message"]
+
+
+def test_served_alias_follows_promotion_and_rollback(sqlite_root, monkeypatch, model_dirs, page_image):
+    """A model loaded as ``models:/NAME@champion`` re-resolves the alias in its own thread: after promote it
+    answers from v2, after rollback from v1, without a reload; requests sent all along never fail, and each
+    names the version that answered it. A challenger appearing later is picked up for canary traffic."""
+    import mlflow
+
+    from registry.register import register_model
+
+    uri = f"sqlite:///{sqlite_root / 'mlflow.db'}"
+    monkeypatch.chdir(sqlite_root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        client = RegistryClient(uri)
+        name = _unique("ocr-det-follow")
+        metrics = {"hmean": 0.9, "latency_ms": 50.0, "data_digest": "d"}
+        for model_dir in model_dirs:
+            register_model("det", model_dir, name=name, metrics=metrics, rec_dir="none", client=client)
+        promote(client, name, "1")
+        model = mlflow.pyfunc.load_model(f"models:/{name}@champion", model_config={
+            "alias_refresh_s": 0.3, "canary_fraction": 0.5, "canary_seed": 1})
+        inner = model.unwrap_python_model()
+        assert inner.follow_alias == "champion" and inner.challenger is None
+        image, _ = page_image(["增值税发票", "合计 88.00"], size=(480, 220))
+        request = {"image": [base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode()]}
+        seen: list[str] = []
+        failures: list[BaseException] = []
+        stop = threading.Event()
+
+        def traffic() -> None:
+            while not stop.is_set():
+                try:
+                    answer = model.predict(request, params={"route": "primary"})[0]
+                    assert "results" in answer, answer
+                    seen.append(answer["model"]["version"])
+                except BaseException as exc:  # noqa: BLE001
+                    failures.append(exc)
+
+        def wait_for(version: str, timeout: float = 90) -> None:
+            deadline = time.monotonic() + timeout
+            count = len(seen)
+            while time.monotonic() < deadline:
+                if len(seen) > count and seen[-1] == version:
+                    return
+                time.sleep(0.1)
+            raise AssertionError(f"still answering from {seen[-1:]} after {timeout}s, expected v{version}")
+
+        sender = threading.Thread(target=traffic, daemon=True)
+        sender.start()
+        try:
+            wait_for("1")
+            promote(client, name, "2", force=True, reason="test: follow the alias")
+            wait_for("2")
+            rollback(client, name)
+            wait_for("1")
+            promote(client, name, "2", target="challenger")  # a canary appears while serving
+            deadline = time.monotonic() + 60
+            while inner.challenger is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert model.predict(request, params={"route": "challenger"})[0]["model"]["version"] == "2"
+        finally:
+            stop.set()
+            sender.join(60)
+        assert not failures, failures[:3]
+        assert seen[0] == "1" and "2" in seen and seen[-1] == "1", seen
+        assert inner.primary.swaps == 2  # v1 → v2 → v1 (back on the predictors it was loaded with)
+        answer = model.predict(request, params={"route": "primary"})[0]
+        assert answer["model"]["aliases"] == ["champion"]
+        inner.refresher.stop()
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
 
 
 def test_cli_errors_are_one_line(store, capsys, tmp_path):
