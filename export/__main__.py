@@ -2,7 +2,8 @@
 
 Writes an inference directory (``inference.pdmodel/.pdiparams``, ``inference.yml``, ``charset.txt`` for rec,
 ``parity.json``, and ``model.onnx`` with ``--onnx``). Exit status: 0 exported and parity held; 1 export or parity
-failed (message on stderr, report in DIR/parity.json); 2 usage error.
+failed (message on stderr, report in DIR/parity.json); 2 usage error, or ``--out`` already holds an export
+(``--overwrite`` replaces it atomically) or anything else (never replaced).
 
 ``--config`` keys: ``post.<DBPostProcess param>`` (det: thresh, box_thresh, unclip_ratio, max_candidates,
 use_dilation, score_mode, box_type), ``pre.limit_side_len``, ``pre.limit_type``, ``model.<key>`` (model config
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
@@ -60,15 +62,22 @@ def _export_qat(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) 
               "accuracy here; see STACK.md)", file=sys.stderr)
         return 1
     pre = overrides["pre"]
+    from export.outdir import publish, staged
+
+    replacing = Path(args.out).is_dir() and any(Path(args.out).iterdir())
     try:
-        report = export_qat_checkpoint(args.task, args.checkpoint, args.out, post_params=overrides["post"] or None,
-                                       limit_side_len=int(pre.get("limit_side_len", 960)),
-                                       limit_type=str(pre.get("limit_type", "max")))
+        with staged(args.out) as tmp:
+            report = export_qat_checkpoint(args.task, args.checkpoint, tmp, post_params=overrides["post"] or None,
+                                           limit_side_len=int(pre.get("limit_side_len", 960)),
+                                           limit_type=str(pre.get("limit_type", "max")))
+            if report.get("ok") or not replacing:
+                publish(tmp, args.out)
     except Exception as exc:  # noqa: BLE001 -- one clear line for any failure
         print(f"export failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if not report.get("ok"):
-        print(f"export failed: INT8 parity check failed; see {args.out}/parity.json", file=sys.stderr)
+        where = f"the previous export in {args.out} is unchanged" if replacing else f"see {args.out}/parity.json"
+        print(f"export failed: INT8 parity check failed; {where}", file=sys.stderr)
         return 1
     print(f"exported {args.task} INT8 to {args.out}: {', '.join(report.get('files', []))}")
     return 0
@@ -82,12 +91,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="checkpoint dir (RUN/checkpoints/best) or ppocrv4_mobile")
     p.add_argument("--out", required=True, help="output inference directory")
     p.add_argument("--onnx", action="store_true", help="also write model.onnx and check ONNX Runtime parity")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export in --out (built beside it, swapped in atomically)")
     p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (see above)")
     args = p.parse_args(argv)
     try:
         overrides = parse_overrides(args.config)
     except ValueError as exc:
         p.error(str(exc))
+    from export.outdir import OutDirError, check_out_dir
+
+    try:  # before anything loads: a refusal costs nothing
+        check_out_dir(args.out, args.overwrite)
+    except OutDirError as exc:
+        print(f"export refused: {exc}", file=sys.stderr)
+        return 2
     from export.jit_export import DEFAULT_TOLERANCE, ExportError, export_model
     from export.parity import summary
 
@@ -101,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.task, args.checkpoint, args.out, post_params=overrides["post"] or None,
                 limit_side_len=pre.get("limit_side_len"), limit_type=pre.get("limit_type"),
                 model_overrides=overrides["model"] or None, onnx=args.onnx,
-                tolerance=float(overrides[""].get("tolerance", DEFAULT_TOLERANCE)))
+                tolerance=float(overrides[""].get("tolerance", DEFAULT_TOLERANCE)), overwrite=args.overwrite)
     except (ExportError, FileNotFoundError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1

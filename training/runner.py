@@ -87,11 +87,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """``mode=eval``: evaluate the configured weights on ``data.eval`` (training data is not read).
     ``mode=train``: fine-tune, then the after-training step. Returns the printed result; raises
     :class:`StepFailed` after printing it when a requested after-training step failed."""
-    from training.trainer import seed_everything
+    from training.trainer import check_run_dir, seed_everything
 
     if cfg.mode not in ("train", "eval"):
         raise UserError(f"config error: mode must be train or eval, got {cfg.mode!r}")
     task = task_for(cfg)
+    if cfg.mode == "train":  # refuse to replace an earlier run's work before minutes of model/data loading
+        check_run_dir(run_dir_of(cfg), cfg.trainer)
     seed_everything(int(cfg.seed))
     built = task.build_model()
     eval_data = task.load_split("eval")
