@@ -393,7 +393,10 @@ def check_resume(resume: str | os.PathLike | None, qcfg: QuantConfig | Mapping[s
     if str(resume).lower() == "auto":
         if run_dir is None:
             return None
-        found = read_checkpoint_state(Path(run_dir) / "checkpoints" / "latest")
+        from training.trainer.checkpoint import intact_checkpoints  # the trainer's choice: newest intact one
+
+        candidates = intact_checkpoints(run_dir)
+        found = read_checkpoint_state(candidates[0]) if candidates else None
     else:
         found = read_checkpoint_state(resume)
     if found is None:
