@@ -88,7 +88,8 @@ def test_training_run_is_readable_from_mlflow(tmp_path, store):
     names = {a.path for a in client.list_artifacts(run_id)}
     assert {"config.yaml", "metrics.json", "history.json", "curves.png", "checkpoints"} <= names
     best_files = {Path(a.path).name for a in client.list_artifacts(run_id, "checkpoints/best")}
-    assert {"model.pdparams", "optimizer.pdopt", "state.json"} <= best_files
+    assert {"model.pdparams", "state.json"} <= best_files  # trainer.log_checkpoint: weights (the default)
+    assert not best_files & {"optimizer.pdopt", "trainer.pkl"}  # resume state stays in the run dir
 
 
 def test_resume_continues_the_same_mlflow_run(tmp_path, store):
@@ -165,3 +166,39 @@ def test_figures_and_images(tmp_path, store):
     paths = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(run_id, "eval")}
     assert paths == {"eval/curve.png", "eval/sample_0.png"}
     assert not tracker.failed and not tracker.active
+
+
+def test_seeded_runs_get_distinct_descriptive_names(store):
+    """MLflow drew its random names from the RNG the run had just seeded: every run was capable-auk-759."""
+    import random
+
+    from training.tracking import default_run_name
+
+    uri, artifacts = store
+    names = []
+    for _ in range(3):
+        random.seed(42)
+        tracker = MlflowTracker("ocr-det", tracking_uri=uri, artifact_location=artifacts)
+        run_id = tracker.start()
+        names.append(MlflowClient(tracking_uri=uri).get_run(run_id).info.run_name)
+        tracker.end()
+    assert len(set(names)) == 3, names
+    assert all(name.startswith("det-") for name in names), names
+    assert default_run_name("rec").startswith("rec-") and default_run_name("det", kind="sweep").startswith("det-sweep-")
+    tracker = MlflowTracker("ocr-det", tracking_uri=uri, artifact_location=artifacts, run_name="my-baseline")
+    run_id = tracker.start()
+    assert MlflowClient(tracking_uri=uri).get_run(run_id).info.run_name == "my-baseline"
+    tracker.end()
+
+
+def test_eval_curves_keep_counts_off_the_rate_axis(tmp_path):
+    """num_gt (hundreds) on hmean's axis flattened hmean into a line at zero."""
+    from training.trainer.history import History, _split_rates
+
+    history = History()
+    for step in (1, 2, 3):
+        history.add_train(step, {"loss": 1.0 / step, "lr": 1e-3})
+        history.add_eval(step, {"precision": 0.5, "recall": 0.2 * step, "hmean": 0.25 * step, "num_gt": 120.0,
+                                "num_det": 90.0 + step})
+    assert _split_rates(history.eval) == (["precision", "recall", "hmean"], ["num_gt", "num_det"])
+    assert history.plot(tmp_path / "curves.png", "hmean").stat().st_size > 1000
