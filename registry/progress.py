@@ -2,8 +2,9 @@
 
 Why a module of its own: stdout carries a command's results (tables, the JSON last line), stderr its one-line
 error; a promotion that downloads two models and times them, or waits for another promotion's lock, must
-still say what it is waiting for. Notes start with ``…`` so a reader (or a test) can tell them from the error
-line, and ``OCR_REGISTRY_QUIET=1`` silences them.
+still say what it is waiting for. Notes start with ``…`` so a reader can tell them from the error line. They
+are printed when stderr is a terminal, or with ``OCR_REGISTRY_PROGRESS=1`` (CI logs); otherwise a script
+reading stderr sees only the one line of an error or refusal. ``OCR_REGISTRY_PROGRESS=0`` silences them.
 
 Usage::
 
@@ -21,6 +22,8 @@ NOTICE_PREFIX = "… "
 
 def notice(message: str) -> None:
     """One progress line on stderr (flushed at once, so it shows before the wait it announces)."""
-    if os.environ.get("OCR_REGISTRY_QUIET", "").strip() not in ("", "0", "false", "no"):
+    setting = os.environ.get("OCR_REGISTRY_PROGRESS", "").strip().lower()
+    if setting in ("0", "false", "no", "off"):
         return
-    print(f"{NOTICE_PREFIX}{message}", file=sys.stderr, flush=True)
+    if setting in ("1", "true", "yes", "on") or sys.stderr.isatty():
+        print(f"{NOTICE_PREFIX}{message}", file=sys.stderr, flush=True)
