@@ -27,6 +27,8 @@ _QUICK_REPORT = ["registry.int8_report.repeat=2", "registry.int8_report.warmup=1
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
+    """Everything a run writes stays under ``tmp_path`` (the commands run there: MLflow's artifact root
+    ``./mlruns`` of a SQLite store is relative to the working directory)."""
     return {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
             "OCR_CACHE_DIR": str(tmp_path / "ocr-cache")}
 
@@ -36,7 +38,7 @@ def _train(task: str, tmp_path: Path, run: str, *overrides: str, timeout: int = 
     args = [sys.executable, "-m", f"training.{task}", *_TINY, *(_TINY_DET if task == "det" else []),
             f"paths.runs={tmp_path / 'runs'}", f"paths.cache={tmp_path / 'cache'}",
             f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"hydra.run.dir={tmp_path / run}", *overrides]
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=_env(tmp_path), timeout=timeout)
+    return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=_env(tmp_path), timeout=timeout)
 
 
 def _result(proc: subprocess.CompletedProcess) -> dict:
@@ -61,13 +63,13 @@ def test_eval_mode_needs_only_eval_data(task, tmp_path):
     """``mode=eval`` with a real-format experiment whose ``data.train.root`` is unset (``???``)."""
     data = tmp_path / "eval"
     synth = subprocess.run([sys.executable, "-m", "datasets.synth", "--out", str(data), "--num", "2", "--format",
-                            "icdar2015", "--size", "320x240", "--seed", "3"], cwd=ROOT, capture_output=True,
+                            "icdar2015", "--size", "320x240", "--seed", "3"], cwd=tmp_path, capture_output=True,
                            text=True, env=_env(tmp_path), timeout=300)
     assert synth.returncode == 0, synth.stderr
     proc = subprocess.run([sys.executable, "-m", f"training.{task}", "+experiment=icdar2015", "mode=eval",
                            f"data.eval.root={data}", "tracking=none", f"paths.runs={tmp_path / 'runs'}",
                            f"paths.cache={tmp_path / 'cache'}", "eval_resize.limit_side_len=320"],
-                          cwd=ROOT, capture_output=True, text=True, env=_env(tmp_path), timeout=600)
+                          cwd=tmp_path, capture_output=True, text=True, env=_env(tmp_path), timeout=600)
     result = _ok(proc)
     main = "hmean" if task == "det" else "acc"
     assert 0.0 <= result[main] <= 1.0 and result["eval_digest"], result

@@ -21,9 +21,10 @@ def _registry(db: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=600)
 
 
-def test_train_export_register_promote_rollback(tmp_path):
+def test_train_export_register_promote_rollback(tmp_path, monkeypatch):
     from training.runner import run
 
+    monkeypatch.chdir(tmp_path)  # MLflow's artifact root ./mlruns of a SQLite store: keep it out of the checkout
     db = tmp_path / "mlflow.db"
     first = run(_cfg("det", tmp_path, "registry.register=true", f"++run_dir={tmp_path / 'run1'}", "seed=1"))
     assert first["registry"]["version"] == "1", first

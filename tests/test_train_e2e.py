@@ -104,6 +104,19 @@ def test_config_errors_are_one_line(args, expected):
     assert "Traceback" not in proc.stderr
 
 
+def test_the_task_comes_from_the_entry_point(tmp_path):
+    """det/rec is decided once (the root config's ``task``); a model of the other task is one config line."""
+    from training.cli import precheck_overrides
+    from training.runner import task_for
+
+    assert task_for(precheck_overrides("det", [])).name == "det"
+    assert task_for(precheck_overrides("rec", [])).name == "rec"
+    proc = _cli("-m", "training.det", "model=rec/ppocrv4_mobile", "tracking=none", f"paths.runs={tmp_path}",
+                f"hydra.run.dir={tmp_path / 'run'}")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "model.task=rec" in lines[0], proc.stderr
+
+
 def test_extend_charset_preset_composes_for_rec():
     from training.cli import precheck_overrides
     from training.rec_task import charset_from_cfg
