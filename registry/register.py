@@ -120,7 +120,7 @@ def _export_info(model_dir: Path) -> dict[str, Any]:
     precision = str(quant.get("precision", "")).lower() if isinstance(quant, dict) else ""
     provenance = own.get("provenance") or {}
     parent = (quant.get("parent") if isinstance(quant, dict) else None) or provenance.get("parent") or {}
-    return {"quantized": precision == "int8",
+    return {"quantized": precision == "int8", "arch": own.get("arch"),
             "run_id": provenance.get("tracking_run_id") if isinstance(provenance, dict) else None,
             "parent_run_id": parent.get("run_id") if isinstance(parent, dict) else None,
             # a QAT parent given as models:/NAME/VERSION names its version exactly
@@ -365,6 +365,8 @@ def register_model(task: str, model_dir: str | Path, *, name: str | None = None,
             tags[L.TAG_TRAIN_SIZE] = int(train_size)
         if is_quantized and fp32_parent_version is None:
             _log.warning("registering an INT8 model without --fp32-parent: its lineage to the FP32 version is lost")
+        if not tags.get(L.TAG_MODEL_ARCH) and exported.get("arch"):
+            tags[L.TAG_MODEL_ARCH] = exported["arch"]  # the family (e.g. ppocrv5_mobile_det) without a training run
         tags.update(extra_tags or {})
         tags = _str_tags(tags)
         description = describe_new_version(client, name, task, model_dir, tags, champion_alias=cfg.champion,
