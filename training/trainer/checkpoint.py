@@ -164,6 +164,17 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable; state.json takes plain data only")
 
 
+def _is_complete(ckpt_dir: Path) -> bool:
+    """``state.json`` readable and every file it records present at its recorded size (cheap: no parsing)."""
+    try:
+        state = _read_state(ckpt_dir)
+        for name in (state.get("files") or {}):
+            _check_size(ckpt_dir / name, state)
+    except CheckpointError:
+        return False
+    return True
+
+
 def _cleanup(root: Path, name: str, keep: str | None) -> None:
     """Remove unpublished temp dirs and superseded *complete* targets of checkpoint ``name``.
 
@@ -172,7 +183,7 @@ def _cleanup(root: Path, name: str, keep: str | None) -> None:
     for entry in root.iterdir():
         stale_tmp = entry.name.startswith(f".tmp-{name}-s") or entry.name.startswith(f".{name}.link-")
         old_target = (entry.name.startswith(f"{name}-s") and entry.name != keep and not entry.is_symlink()
-                      and (entry / STATE_FILE).is_file())
+                      and _is_complete(entry))
         if not (stale_tmp or old_target):
             continue
         if entry.is_symlink() or entry.is_file():
