@@ -168,3 +168,13 @@ def test_optuna_search_returns_the_metric_and_records_the_best_trial(tmp_path, c
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert summary["num_jobs"] == 3 and best["best_value"] == pytest.approx(summary["best"]["objective"])
+
+
+def test_a_failed_job_closes_the_sweep_parent_as_failed(tmp_path, cache):
+    """A job that stops the sweep must not leave its MLflow parent RUNNING forever."""
+    proc = _train("rec", "-m", *_tiny(cache, tmp_path), "mode=eval", "model.pretrained=/nonexistent/x.pdparams,null",
+                  cwd=tmp_path)
+    assert proc.returncode == 2 and "model.pretrained" in proc.stderr.strip().splitlines()[-1]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (parent,) = client.search_runs([client.get_experiment_by_name("ocr-rec").experiment_id])
+    assert parent.info.status == "FAILED" and parent.data.tags["sweep.aborted"] == "true"

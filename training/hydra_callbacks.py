@@ -17,6 +17,7 @@ Configured in ``conf/det.yaml``/``conf/rec.yaml``::
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -99,6 +100,7 @@ class MlflowSweepCallback(Callback):
         self.direction = direction
         self._client = None
         self._run_id: str | None = None
+        self._sweep_dir: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         tracking = config.get("tracking")
@@ -123,8 +125,9 @@ class MlflowSweepCallback(Callback):
             "task": task}, nest=False)
         if run_id is None:
             return
-        self._client, self._run_id = tracker._client, run_id
+        self._client, self._run_id, self._sweep_dir = tracker._client, run_id, sweep_dir
         os.environ[PARENT_ENV] = run_id
+        atexit.register(self._close_aborted)  # a job that fails stops the sweep before on_multirun_end
         _write_json(sweep_dir / PARENT_FILE, {"run_id": run_id, "experiment": experiment,
                                               "tracking_uri": tracker.tracking_uri, "run_name": name})
         log.info("sweep: MLflow parent run %s (%s) in experiment %s", name, run_id, experiment)
@@ -153,6 +156,21 @@ class MlflowSweepCallback(Callback):
             log.warning("could not record the sweep in MLflow run %s: %s", self._run_id, exc)
         finally:
             os.environ.pop(PARENT_ENV, None)
+            self._run_id = None
+
+    def _close_aborted(self) -> None:
+        """At interpreter exit, a parent run still open means the sweep stopped early (a failed job, Ctrl-C):
+        record what finished and close the parent as FAILED instead of leaving it RUNNING forever."""
+        if self._client is None or self._run_id is None or self._sweep_dir is None:
+            return
+        try:
+            rows = sweep_results(self._sweep_dir)
+            self._record(rows, _best(rows, self.direction))
+            self._client.set_tag(self._run_id, "sweep.aborted", "true")
+            self._client.set_terminated(self._run_id, status="FAILED")
+        except Exception:  # noqa: BLE001 -- best effort at exit
+            pass
+        self._run_id = None
 
     def _record(self, rows: list[dict[str, Any]], best: dict[str, Any] | None) -> None:
         from mlflow.entities import Metric, RunTag
