@@ -76,6 +76,11 @@ def test_every_value_of_a_sweep_is_checked_before_the_first_job(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_conflicting_hydra_modes_are_one_line(tmp_path):
+    proc = _train("det", "-m", "--cfg", "job", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
 def test_schema_accepts_every_shipped_config():
     """The schema must not refuse what we ship: root configs with each experiment and hparams_search preset."""
     cases = [("det", []), ("rec", [])]
@@ -94,6 +99,10 @@ def test_hparams_search_drives_optuna_over_lr_and_db_thresholds():
     assert "optuna" in sweeper._target_.lower() and sweeper.direction == "maximize"
     assert {"optim.lr", "postprocess.thresh", "postprocess.box_thresh"} <= set(sweeper.params)
     assert cfg.hydra.callbacks.mlflow_sweep._target_ == "training.hydra_callbacks.MlflowSweepCallback"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # SLURM through submitit
+        cfg = compose(config_name="rec", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.partition == "gpu"
 
 
 # --- Hydra: completion, multirun with nested MLflow runs -------------------------------------------------------

@@ -39,6 +39,12 @@ _FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p", "--config-name", "-cn", "
 _NO_TASK_FLAGS = ("--shell-completion", "-sc", "--help", "-h", "--hydra-help", "--version", "--experimental-rerun")
 
 
+#: Hydra's run modes, of which one command line may use only one
+_MODES = {"-m": "--multirun", "--multirun": "--multirun", "--cfg": "--cfg", "-c": "--cfg", "--info": "--info",
+          "-i": "--info", "-sc": "--shell-completion", "--shell-completion": "--shell-completion", "-r": "--run",
+          "--run": "--run"}
+
+
 def _user_overrides(argv: list[str]) -> list[str]:
     """Config overrides from the command line (Hydra's own flags and ``hydra.*`` keys excluded)."""
     out, skip_next = [], False
@@ -189,6 +195,11 @@ def run_entry(config_name: str, task_fn: Callable[[DictConfig], object]) -> None
 
     argv = sys.argv[1:]
     debug = os.environ.get("OCR_DEBUG") == "1"
+    modes = {_MODES[a] for a in argv if a in _MODES}
+    if len(modes) > 1:  # Hydra refuses this with a traceback
+        print(f"command line: {' and '.join(sorted(modes))} cannot be combined (one of --run, --multirun, --cfg, "
+              "--info, --shell-completion at a time)", file=sys.stderr)
+        sys.exit(2)
     if not any(a in _NO_TASK_FLAGS for a in argv):
         try:
             cfg = precheck_overrides(config_name, _user_overrides(argv), multirun=_is_multirun(argv))
