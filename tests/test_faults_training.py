@@ -243,7 +243,8 @@ def _train(run_dir: Path, *overrides: str, preexec=None) -> subprocess.Completed
 
 
 def _error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip() and "WARNING" not in line]
+    """stderr without log lines (warnings, progress): what is left must be the one error line."""
+    return [line for line in stderr.splitlines() if line.strip() and "][WARNING]" not in line and "][INFO]" not in line]
 
 
 @pytest.fixture(scope="module")
@@ -329,5 +330,6 @@ def test_cli_disk_full_while_saving_is_one_line_and_latest_stays(cli_run, tmp_pa
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = _error_lines(proc.stderr)
     assert len(lines) == 1 and "cannot write checkpoint" in lines[0] and "free on that disk" in lines[0], proc.stderr
+    assert "File too large" in lines[0] and ".pdopt" in lines[0]  # EFBIG from the file-size limit, file named
     assert "Traceback" not in proc.stderr
     assert load_checkpoint(latest).step == 3 and _hashes(latest.resolve()) == before

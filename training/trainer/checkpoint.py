@@ -225,6 +225,18 @@ def save_checkpoint(
     return root / name
 
 
+def _named(write, path: Path):
+    """``write`` with an ``OSError`` that lacks a file name given ``path`` (Paddle's and pickle's don't say)."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return write(*args, **kwargs)
+        except OSError as exc:
+            if getattr(exc, "filename", None):
+                raise
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+    return call
+
+
 def _write_checkpoint_dir(root: Path, tmp: Path, final_name: str, name: str, header: Mapping[str, Any],
                           state: Mapping[str, Any], model: Mapping[str, Any], optimizer: Mapping[str, Any] | None,
                           trainer: Mapping[str, Any] | None, train_model: Mapping[str, Any] | None) -> None:
@@ -232,13 +244,11 @@ def _write_checkpoint_dir(root: Path, tmp: Path, final_name: str, name: str, hea
     root.mkdir(parents=True, exist_ok=True)
     try:
         tmp.mkdir()
-        paddle.save(dict(model), str(tmp / MODEL_FILE))
-        if train_model is not None:
-            paddle.save(dict(train_model), str(tmp / TRAIN_MODEL_FILE))
-        if optimizer is not None:
-            paddle.save(dict(optimizer), str(tmp / OPTIMIZER_FILE))
+        for file_name, data in ((MODEL_FILE, model), (TRAIN_MODEL_FILE, train_model), (OPTIMIZER_FILE, optimizer)):
+            if data is not None:
+                _named(paddle.save, tmp / file_name)(dict(data), str(tmp / file_name))
         with open(tmp / TRAINER_FILE, "wb") as fh:
-            pickle.dump(dict(trainer or {}), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            _named(pickle.dump, tmp / TRAINER_FILE)(dict(trainer or {}), fh, protocol=pickle.HIGHEST_PROTOCOL)
         sizes = {f: (tmp / f).stat().st_size for f in DATA_FILES if (tmp / f).is_file()}
         state_json = json.dumps({**header, **dict(state), "files": sizes}, indent=1, ensure_ascii=False,
                                 default=_json_default)
