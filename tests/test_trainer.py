@@ -345,3 +345,23 @@ def test_lr_mult_pattern_that_matches_nothing_is_an_error(tmp_path):
     model, loader = make()
     with pytest.raises(ValueError, match="match no trainable parameter"):
         Trainer(model, mse, loader, BASE, {**OPTIM, "lr_mult": {"head.fc.*": 10}}, tmp_path, main_metric="loss")
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("weights", {"model.pdparams", "state.json"}),
+    ("full", {"model.pdparams", "state.json", "optimizer.pdopt", "trainer.pkl"}),
+    ("none", set()),
+])
+def test_log_checkpoint_uploads_what_it_says(tmp_path, mode, expected):
+    from mlflow import MlflowClient
+
+    from training.tracking import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker("ocr-test", tracking_uri=uri, artifact_location=str(tmp_path / "artifacts"))
+    trainer, summary = run(tmp_path / "run", {"max_steps": 4, "log_checkpoint": mode}, tracker=tracker)
+    uploaded = {Path(a.path).name for a in MlflowClient(uri).list_artifacts(summary["tracking_run_id"], "checkpoints/best")}
+    assert uploaded == expected
+    assert (tmp_path / "run" / "checkpoints" / "best" / "optimizer.pdopt").is_file()  # resume state stays local
+    with pytest.raises(ValueError, match="log_checkpoint"):
+        TrainerConfig.from_mapping({"max_steps": 1, "log_checkpoint": "all"})
