@@ -52,6 +52,8 @@ def _tiny(cache: Path, tmp: Path) -> list[str]:
     ("postprocess.box_thresh=1.5", "postprocess.box_thresh"),
     ("+trainer.max_step=3", "trainer.max_step"),      # a typo that would do nothing
     ("+foo=1", "foo"),
+    ("+model.pretrianed=null", "model.pretrianed"),   # silently did nothing before
+    ("+data.batchsize=4", "data.batchsize"),
 ])
 def test_bad_config_value_is_one_line_before_anything_loads(tmp_path, override, key):
     proc = _train("det", override, cwd=tmp_path, timeout=120)

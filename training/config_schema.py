@@ -124,8 +124,10 @@ SCHEMA: dict[str, Spec] = {
     "tracking.probe_timeout": _num(0, lo_open=True),
 }
 
-#: sections whose code refuses keys it does not know; an unknown key there is a typo that would do nothing
-CLOSED_SECTIONS = ("trainer", "optim", "tracking", "postprocess", "eval_resize", "paths")
+#: sections whose direct keys are all read by code: an unknown key there is a typo that would silently do nothing
+#: (their nested mappings, e.g. data.train, stay open for format-specific keys)
+CLOSED_SECTIONS = ("trainer", "optim", "tracking", "postprocess", "eval_resize", "paths", "data", "model", "aug", "quant",
+                   "registry", "metric")
 
 
 def _type_problem(spec: Spec, value: Any) -> bool:
