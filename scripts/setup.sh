@@ -61,7 +61,8 @@ if [ "$GPU" = 1 ]; then
   "${PIP[@]}" install -c requirements/constraints.txt "paddlepaddle-gpu==2.6.2"
 fi
 "$VENV/bin/python" - <<'PY'
-import paddle, cv2  # no "import zlib" first: the start-up hook must make this order safe, numpy, albumentations, mlflow, pyclipper
+# no "import zlib" first: the start-up hook must make this order safe
+import paddle, cv2, numpy, albumentations, mlflow, pyclipper
 from training.models.pretrained import rapidocr_model_dir
 rapidocr_model_dir("ch_PP-OCRv4_det_infer")
 assert numpy.__version__.startswith("1.26"), numpy.__version__
