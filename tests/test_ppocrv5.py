@@ -144,9 +144,10 @@ def test_rec_softmax_and_strings_match_paddle3_reference(reference, v5_charset):
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def _cli(*args: str, timeout: int = 600, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """A documented command as a subprocess (registry commands run in a tmp dir: MLflow writes ./mlruns)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, env=env,
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, env=env,
                           timeout=timeout)
     assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stderr[-3000:]}"
     return proc
@@ -223,3 +224,44 @@ def test_finetuned_v5_export_loads_in_rapidocr_paddle(finetuned):
     page, _ = render_page()
     boxes = TextDetector(cfg(finetuned["det"], limit_side_len=960, limit_type="max"))(page)[0]
     assert boxes.shape == (6, 4, 2)
+
+
+@pytest.mark.slow
+def test_v4_and_v5_registered_side_by_side_and_gated(tmp_path):
+    """How a user picks a generation: export both, register both on one eval set, let the gates decide."""
+    env_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data = tmp_path / "eval"
+    _cli("datasets.synth", "--out", str(data), "--num", "4", "--format", "icdar2015", "--lang", "mixed", "--seed", "3")
+    for gen in ("ppocrv4_mobile", "ppocrv5_mobile"):
+        _cli("export", "det", "--checkpoint", gen, "--out", str(tmp_path / gen))
+        _cli("registry", "register", "det", "--model-dir", str(tmp_path / gen), "--eval-data", f"icdar2015:{data}",
+             "--tracking-uri", env_uri, cwd=tmp_path)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(env_uri, registry_uri=env_uri)
+    tags = {v: client.get_model_version("ocr-det", v).tags for v in ("1", "2")}
+    assert tags["1"]["model.arch"] == "ppocrv4_mobile_det" and tags["2"]["model.arch"] == "ppocrv5_mobile_det"
+    assert tags["1"]["data.eval.digest"] == tags["2"]["data.eval.digest"]
+    _cli("registry", "promote", "ocr-det", "1", "--tracking-uri", env_uri, cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "registry", "promote", "ocr-det", "2", "--tracking-uri", env_uri],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode in (0, 2), proc.stderr  # promoted, or refused by a named gate — never a crash
+    if proc.returncode == 2:
+        assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1 and "gate" in proc.stderr
+    compare = _cli("registry", "compare", "ocr-det", "1", "2", "--tracking-uri", env_uri, cwd=tmp_path).stdout
+    assert "ppocrv4_mobile_det" in compare and "ppocrv5_mobile_det" in compare and "metric hmean" in compare
+
+
+@pytest.mark.slow
+def test_v5_rec_qat_smoke_exports_real_int8(tmp_path):
+    """QAT from the v5 weights (default skip list: first conv, CTC fc, backbone SE stay FP32), then the run's own
+    INT8 export and INT8-vs-FP32 report. (v5 *det* QAT with the default skip list fails INT8 parity: see
+    bench/RESULTS.md; its DB head must stay FP32.)"""
+    result = _finetune("rec", tmp_path, "quant=qat_int8")
+    assert result["status"] == "completed" and result["int8"]["acceptance_ok"]
+    report = json.loads(Path(result["int8"]["report"]).read_text(encoding="utf-8"))
+    assert report["int8"]["runtime"]["precision"] == "int8"
+    assert report["int8"]["size_bytes"] < report["fp32"]["size_bytes"]
+    parity = json.loads((Path(result["export_dir"]) / "parity.json").read_text(encoding="utf-8"))
+    assert parity["ok"] and parity["texts_int8"] == parity["texts_dygraph"]
