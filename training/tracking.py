@@ -87,6 +87,11 @@ def default_run_name(task: str | None = None, kind: str | None = None,
     return "-".join(p.replace(" ", "_") for p in parts)
 
 
+def _job_num() -> int:
+    _, hc = _hydra_choices()
+    return int(hc.job.num) if hc is not None else 0
+
+
 def sweep_parent_run_id() -> str | None:
     """The MLflow parent run of the Hydra multirun this job belongs to (``training.hydra_callbacks``):
     ``$OCR_SWEEP_PARENT_RUN_ID`` when the sweep started in this process, else the sweep dir's
@@ -327,7 +332,10 @@ class MlflowTracker(Tracker):
                 if parent:
                     all_tags["mlflow.parentRunId"] = parent
                 task = self.experiment[4:] if self.experiment.startswith("ocr-") else None
-                run = client.create_run(experiment_id, run_name=run_name or self.run_name or default_run_name(task),
+                name = run_name or self.run_name
+                if name and parent:  # one tracking.run_name for a whole sweep: tell the jobs apart
+                    name = f"{name}-j{_job_num()}"
+                run = client.create_run(experiment_id, run_name=name or default_run_name(task),
                                         tags={k: _truncate(v, 5000) for k, v in all_tags.items()})
             self._client = client
             self.run_id = run.info.run_id
