@@ -103,6 +103,19 @@ def test_v4_charset_against_v5_head_needs_reinit():
         load_pretrained(build_model(cfg), "ppocrv5_mobile", cfg, charset)
 
 
+def test_v5_charset_extension_keeps_every_trained_row(v5_charset):
+    """Charset extension works on the v5 head as on v4: old characters keep their rows, new ones start fresh."""
+    extended = v5_charset.extend("㐀龘")
+    cfg = {"arch": "ppocrv5_mobile_rec", "num_classes": extended.num_classes}
+    model = build_model(cfg)
+    report = load_pretrained(model, "ppocrv5_mobile", cfg, extended)
+    assert report.head == "extended" and extended.num_classes == 18387
+    weight = model.head.ctc_head.fc.weight.numpy()
+    source = read_ppocrv5("rec")["head.ctc_head.fc.weight"]
+    for ch in ("增", "體", "の", " "):
+        np.testing.assert_array_equal(weight[:, extended.index_of(ch)], source[:, v5_charset.index_of(ch)])
+
+
 # ------------------------------------------------------------------------------------------ parity
 def test_det_prob_map_matches_paddle3_reference(reference):
     model, report = _v5("det")
