@@ -123,6 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ExportError, FileNotFoundError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # an unwritable or full --out: name the place and the space left
+        from training.trainer.checkpoint import free_space
+
+        print(f"export failed: cannot write {exc.filename or args.out}: {exc.strerror or exc}; "
+              f"{free_space(Path(args.out).resolve().parent)} free on that disk", file=sys.stderr)
+        return 1
     print(f"exported {args.task} ({result.model_cfg.get('arch')}) to {result.out_dir}: {', '.join(result.files)}")
     print(f"parity ok: {summary(result.parity)}")
     return 0

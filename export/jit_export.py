@@ -240,7 +240,14 @@ def _export_into(out_dir: Path, task: str, source: str | os.PathLike, *, post_pa
         raise ExportError(f"paddle.jit.save failed for {model_cfg.get('arch')}: {type(exc).__name__}: {exc}") from exc
     from export.program_rewrite import fuse_conv_bias
 
-    folded = fuse_conv_bias(out_dir / "inference")  # restores oneDNN conv+bias fusion; exact, and checked by parity below
+    try:  # restores oneDNN conv+bias fusion; exact, and checked by parity below
+        folded = fuse_conv_bias(out_dir / "inference")
+    except Exception as exc:  # noqa: BLE001 -- Paddle's C++ writer ignores a full disk; reading back notices
+        from training.trainer.checkpoint import free_space
+
+        raise ExportError(f"the exported model could not be read back after writing ({type(exc).__name__}); the "
+                          f"disk may be full ({free_space(out_dir)} free at {out_dir.parent}); nothing was "
+                          "published") from None
 
     model_name = PADDLEX_NAMES.get(str(model_cfg.get("arch")), str(model_cfg.get("arch")))
     extra = {"arch": model_cfg.get("arch"), "model_cfg": _jsonable(model_cfg), "provenance": _jsonable(provenance),

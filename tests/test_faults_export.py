@@ -155,3 +155,26 @@ def test_cli_overwrite_replaces_the_export_atomically(tmp_path):
     assert {"inference.pdmodel", "inference.pdiparams", "inference.yml", "parity.json"} <= set(names)
     assert "PP-OCRv4_mobile_det" in (out / "inference.yml").read_text()
     assert sorted(p.name for p in out.parent.iterdir()) == ["det"]  # no staging or old copy left behind
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:  # a disk that fills up: writes past `limit` bytes fail (works as root, unlike chmod)
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.slow
+def test_cli_full_disk_during_overwrite_keeps_the_previous_export(tmp_path):
+    out = _fake_export(tmp_path / "exports" / "det", "PP-OCRv4_mobile_det")
+    before = _hashes(out)
+    proc = subprocess.run([sys.executable, "-m", "export", "det", "--checkpoint", "ppocrv4_mobile", "--out", str(out),
+                           "--overwrite"], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          preexec_fn=_file_size_limit(1 << 20), env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 1
+    lines = _lines(proc.stderr)
+    assert len(lines) == 1 and "disk may be full" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert _hashes(out) == before and sorted(p.name for p in out.parent.iterdir()) == ["det"]
