@@ -88,6 +88,9 @@ def test_schema_accepts_every_shipped_config():
     cases = [("det", []), ("rec", [])]
     cases += [(task, [f"+experiment={p.stem}"]) for task in ("det", "rec") for p in (CONF_DIR / "experiment").glob("*.yaml")]
     cases += [("det", ["hparams_search=det_optuna"]), ("rec", ["hparams_search=rec_optuna"])]
+    for group in ("optim", "trainer", "tracking", "quant", "data", "aug"):  # every option of every group
+        cases += [(task, [f"{group}={p.stem}"]) for task in ("det", "rec") for p in (CONF_DIR / group).glob("*.yaml")]
+    cases += [(task, [f"model={task}/{p.stem}"]) for task in ("det", "rec") for p in (CONF_DIR / "model" / task).glob("*.yaml")]
     for name, overrides in cases:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name=name, overrides=overrides)

@@ -120,11 +120,12 @@ _ROOT_EXTRAS = {"run_dir"}
 
 
 def _check_values(cfg: DictConfig, parsed: list, base: DictConfig | None) -> None:
-    from training.config_schema import CLOSED_SECTIONS, unknown_keys, validate
+    from training.config_schema import CLOSED_SECTIONS, EXTRA_KNOWN, unknown_keys, validate
 
     problem = validate(cfg)
     if problem is None and base is not None:
-        reference = {s: list(base[s]) for s in CLOSED_SECTIONS if s in base and OmegaConf.is_dict(base[s])}
+        reference = {s: [*base[s], *EXTRA_KNOWN.get(s, ())] for s in CLOSED_SECTIONS
+                     if s in base and OmegaConf.is_dict(base[s])}
         problem = unknown_keys(cfg, reference)
         if problem is None:
             added = [o.key_or_group for o in _key_additions(parsed) if o.is_add() and "." not in o.key_or_group]

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["Spec", "SCHEMA", "CLOSED_SECTIONS", "validate", "unknown_keys"]
+__all__ = ["Spec", "SCHEMA", "CLOSED_SECTIONS", "EXTRA_KNOWN", "validate", "unknown_keys"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,9 @@ SCHEMA: dict[str, Spec] = {
 
 #: sections whose direct keys are all read by code: an unknown key there is a typo that would silently do nothing
 #: (their nested mappings, e.g. data.train, stay open for format-specific keys)
+#: keys code still reads although no shipped config sets them (deprecated spellings)
+EXTRA_KNOWN = {"trainer": ("upload_best_checkpoint",)}
+
 CLOSED_SECTIONS = ("trainer", "optim", "tracking", "postprocess", "eval_resize", "paths", "data", "model", "aug", "quant",
                    "registry", "metric")
 
