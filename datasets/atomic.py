@@ -11,6 +11,7 @@ Usage::
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from os import PathLike
@@ -19,10 +20,17 @@ from pathlib import Path
 __all__ = ["write_bytes_atomic", "write_text_atomic"]
 
 
-def write_bytes_atomic(path: str | PathLike[str], data: bytes) -> Path:
+def write_bytes_atomic(path: str | PathLike[str], data: bytes, *, sync: bool = True) -> Path:
     """Write ``data`` to ``path`` via a temp file + fsync + ``os.replace``; creates the parent folder.
-    Raises ``OSError`` (with ``filename`` set to ``path``) when it cannot be written."""
+    ``sync=False`` skips the fsync (still all-or-nothing for a killed process; used for the thousands of
+    small images a synthetic set or a crop run writes). Raises ``OSError`` (with ``filename`` set to
+    ``path``) when it cannot be written."""
     path = Path(path)
+    for folder in (path.parent, *path.parent.parents):   # say which part of the path is in the way
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder", str(path))
+            break
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -32,7 +40,8 @@ def write_bytes_atomic(path: str | PathLike[str], data: bytes) -> Path:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         try:

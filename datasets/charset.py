@@ -16,6 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from datasets.atomic import write_text_atomic
+
 __all__ = ["Charset", "CharsetError", "default_dict_path", "charset_from_inference_doc", "read_charset",
            "INFERENCE_YML", "INFERENCE_OWN_SECTION", "CHARSET_FILE"]
 
@@ -66,8 +68,18 @@ class Charset:
         """Read a PaddleOCR dict file (UTF-8, BOM tolerated, one character per line)."""
         path = Path(path)
         if not path.is_file():
-            raise CharsetError(f"{path}: character dict file not found")
-        raw = path.read_bytes().decode("utf-8-sig").splitlines()
+            raise CharsetError(f"{path}: character dict file not found" if not path.exists()
+                               else f"{path}: the character dict must be a file (one character per line)")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CharsetError(f"{path}: cannot read the character dict: {exc.strerror or exc}") from None
+        try:
+            raw = data.decode("utf-8-sig").splitlines()
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise CharsetError(f"{path}:{line}: the character dict is not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
+                               "re-save it as UTF-8 (GBK/GB2312 is common for Chinese dicts)") from None
         chars: list[str] = []
         for lineno, line in enumerate(raw, start=1):
             ch = line.rstrip("\r\n")
@@ -125,7 +137,7 @@ class Charset:
         chars = list(self.chars)
         if self.use_space_char and chars and chars[-1] == " ":
             chars = chars[:-1]
-        path.write_text("".join(ch + "\n" for ch in chars), encoding="utf-8")
+        write_text_atomic(path, "".join(ch + "\n" for ch in chars))
         return path
 
     # ---------------------------------------------------------------- use

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from datasets.crops import write_crops
-from datasets.errors import DatasetError, ValidationIssue
+from datasets.errors import DatasetError, ValidationIssue, one_line
 from datasets.formats import FORMATS, get_format, read_samples
 from datasets.ppocr_label import write_ppocr_det_label, write_ppocr_rec_label
 from datasets.sample import DetSample, RecSample
@@ -107,11 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = convert(args.format, args.path, args.out, to=args.to, root=args.root,
                           copy_images=args.copy_images, issues=issues, label_name=args.label_name)
     except DatasetError as exc:
-        print(f"error: {exc}\n(run `python -m datasets.check {args.format} {args.path}` for the full list, or "
-              "pass --skip-errors)", file=sys.stderr)
+        from datasets.check import check_command
+
+        hint = check_command(args.format, args.path, root=args.root)
+        print(f"error: {exc} (run `{hint}` for the full list, or pass --skip-errors)", file=sys.stderr)
         return 1
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (OSError, ValueError) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     for issue in issues or []:
         print(f"skipped: {issue}", file=sys.stderr)

@@ -29,7 +29,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from datasets.errors import DatasetError, ValidationIssue
+from datasets.errors import DatasetError, ValidationIssue, one_line
 from datasets.formats import FORMATS, get_format, read_det
 from datasets.imageio import read_image, write_image
 from datasets.ppocr_label import write_ppocr_rec_label
@@ -170,15 +170,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         root = args.root if get_format(args.format).uses_root else None
         samples = read_det(args.format, args.path, issues=issues, root=root)
-    except (DatasetError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DatasetError, OSError, ValueError) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1 if isinstance(exc, DatasetError) else 2
     if issues:
         bad = {issue.key for issue in issues if issue.is_error and issue.key}
         samples = [s for s in samples if str(s.image_path) not in bad]
         for issue in issues:
             print(f"skipped: {issue}", file=sys.stderr)
-    result = write_crops(samples, args.out, ext=args.ext, polygon_mode=args.polygon_mode)
+    try:
+        result = write_crops(samples, args.out, ext=args.ext, polygon_mode=args.polygon_mode)
+    except OSError as exc:  # unwritable or full output folder
+        print(f"error: cannot write the crops: {one_line(exc)}", file=sys.stderr)
+        return 1
     for reason in result.skipped:
         print(f"skipped: {reason}", file=sys.stderr)
     summary = result.to_dict()

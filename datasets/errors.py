@@ -41,6 +41,7 @@ __all__ = [
     "TEXT_TOO_LONG",
     "EMPTY_TEXT",
     "NO_SAMPLES",
+    "UNREADABLE_FILE",
     "one_line",
 ]
 
@@ -66,6 +67,7 @@ OOV = "oov"
 TEXT_TOO_LONG = "text_too_long"
 EMPTY_TEXT = "empty_text"
 NO_SAMPLES = "no_samples"
+UNREADABLE_FILE = "unreadable_file"
 
 
 def _location(file: str, line: int | None) -> str:

@@ -30,6 +30,7 @@ from datasets.errors import IMAGE_WITHOUT_LABEL, MALFORMED_LINE, MISSING_IMAGE, 
 from datasets.imageio import IMAGE_EXTENSIONS, is_image_file, write_image
 from datasets.labelio import SourcedInstance, is_label_file, iter_label_lines, natural_key, parse_quad
 from datasets.sample import IGNORE_TEXTS, DetSample, TextInstance
+from datasets.atomic import write_text_atomic
 
 __all__ = [
     "read_icdar2015",
@@ -173,5 +174,5 @@ def write_icdar2015_sample(out_dir: Path, stem: str, image: np.ndarray, instance
         written.append(SourcedInstance(points, text, text.strip() in IGNORE_TEXTS, line=number))
     write_image(image_path, image)
     label_path.parent.mkdir(parents=True, exist_ok=True)
-    label_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    write_text_atomic(label_path, "".join(line + "\n" for line in lines))
     return DetSample(image_path, written, source=label_path)

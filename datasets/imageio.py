@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from datasets.atomic import write_bytes_atomic
 from datasets.errors import MISSING_IMAGE, TRUNCATED_IMAGE, UNREADABLE_IMAGE, DatasetError
 
 __all__ = [
@@ -86,7 +87,11 @@ def _read_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise DatasetError(path, None, "image file not found" if not path.exists() else "not a regular file",
                            MISSING_IMAGE, key=str(path))
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(path, None, f"cannot read image file: {exc.strerror or exc}", UNREADABLE_IMAGE,
+                           key=str(path)) from None
     if not data:
         raise DatasetError(path, None, "image file is empty (0 bytes)", UNREADABLE_IMAGE, key=str(path))
     return data
@@ -154,7 +159,8 @@ def read_image(path: str | PathLike[str]) -> np.ndarray:
 
 def write_image(path: str | PathLike[str], image: np.ndarray, quality: int = 95) -> Path:
     """Encode ``image`` (BGR or grey uint8) by the path's extension and write it; works for non-ASCII paths
-    (``cv2.imwrite`` does not everywhere). Creates the parent folder."""
+    (``cv2.imwrite`` does not everywhere). Creates the parent folder; the write is atomic (temp file + rename),
+    and an unwritable path raises ``OSError`` naming it."""
     path = Path(path)
     ext = path.suffix.lower() or ".png"
     params: list[int] = []
@@ -163,8 +169,7 @@ def write_image(path: str | PathLike[str], image: np.ndarray, quality: int = 95)
     ok, buffer = cv2.imencode(ext, image, params)
     if not ok:
         raise ValueError(f"{path}: OpenCV cannot encode a {image.shape} {image.dtype} image as {ext}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.tobytes())
+    write_bytes_atomic(path, buffer.tobytes(), sync=False)
     return path
 
 

@@ -13,7 +13,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Iterator
 
-from datasets.errors import EMPTY_LABEL_FILE, ENCODING, ValidationIssue, report
+from datasets.errors import EMPTY_LABEL_FILE, ENCODING, UNREADABLE_FILE, ValidationIssue, report
 from datasets.sample import TextInstance
 
 __all__ = ["SourcedInstance", "iter_label_lines", "is_label_file", "natural_key", "parse_number", "BOM"]
@@ -75,8 +75,14 @@ def iter_label_lines(path: str | PathLike[str], issues: list[ValidationIssue] | 
     with no non-blank line is an :data:`~datasets.errors.EMPTY_LABEL_FILE` issue."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise ValueError(f"{path}: is a folder, expected a label file")
         raise FileNotFoundError(f"{path}: label file not found")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        report(issues, path, None, f"cannot read label file: {exc.strerror or exc}", UNREADABLE_FILE, key=key)
+        return
     seen = False
     for number, chunk in enumerate(raw.split(b"\n"), start=1):
         try:

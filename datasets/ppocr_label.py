@@ -42,6 +42,7 @@ from datasets.errors import (
 )
 from datasets.labelio import SourcedInstance, iter_label_lines
 from datasets.sample import IGNORE_TEXTS, DetSample, RecSample, TextInstance
+from datasets.atomic import write_text_atomic
 
 __all__ = [
     "read_ppocr_det",
@@ -269,7 +270,7 @@ def write_ppocr_det_label(samples: Iterable[DetSample], path: PathArg, root: Pat
             annotations.append({"transcription": text, "points": points})
         lines.append(f"{_relative(sample.image_path, root)}\t{json.dumps(annotations, ensure_ascii=False)}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(lines), encoding="utf-8")
+    write_text_atomic(path, "".join(lines))
     return path
 
 
@@ -283,5 +284,5 @@ def write_ppocr_rec_label(samples: Iterable[RecSample], path: PathArg, root: Pat
         _check_single_line(sample.text, sample.image_path)
         lines.append(f"{_relative(sample.image_path, root)}\t{sample.text}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(lines), encoding="utf-8")
+    write_text_atomic(path, "".join(lines))
     return path

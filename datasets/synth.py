@@ -481,15 +481,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.insert_chars and not args.rec:
         parser.error("--insert-chars needs --rec (it makes recogniser lines)")
     start = time.perf_counter()
-    if args.rec:
-        try:
-            path = generate_rec_dataset(args.out, args.num, args.seed, args.lang, args.kind, args.shift,
-                                        args.system_fonts, insert_chars=args.insert_chars)
-        except ValueError as exc:
-            parser.error(str(exc))
-    else:
-        path = generate_det_dataset(args.out, args.num, args.format, args.lang, args.seed, args.size, args.kind,
-                                    args.shift, args.system_fonts, args.ignore_prob)
+    try:
+        if args.rec:
+            try:
+                path = generate_rec_dataset(args.out, args.num, args.seed, args.lang, args.kind, args.shift,
+                                            args.system_fonts, insert_chars=args.insert_chars)
+            except ValueError as exc:
+                parser.error(str(exc))
+        else:
+            path = generate_det_dataset(args.out, args.num, args.format, args.lang, args.seed, args.size, args.kind,
+                                        args.shift, args.system_fonts, args.ignore_prob)
+    except OSError as exc:  # unwritable or full --out
+        from datasets.errors import one_line
+
+        what = "cannot write the synthetic set: " if exc.filename is not None else ""  # else e.g. no fonts
+        print(f"error: {what}{one_line(exc)}", file=sys.stderr)
+        return 1
     elapsed = time.perf_counter() - start
     print(json.dumps({"out": str(path), "num": args.num, "mode": "rec" if args.rec else args.format,
                       "seconds": round(elapsed, 3)}, ensure_ascii=False))

@@ -147,18 +147,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts: dict[str, Any] = {"root": args.root, "runtime_opts": runtime_opts, "max_samples": args.max_samples}
     if args.task == "rec":
         opts["batch_size"] = args.batch_size
+    from datasets.errors import DatasetError, one_line
+
     try:
         result = evaluate_model(args.task, args.model, args.data, **opts)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DatasetError, OSError, ValueError) as exc:  # bad data or model files: one line naming the file
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     main_keys = ("precision", "recall", "hmean") if args.task == "det" else ("acc", "norm_edit_dis")
     print(f"{args.task} {args.model} on {args.data}: " + ", ".join(f"{k}={result[k]:.4f}" for k in main_keys)
           + f", latency {result['latency_ms']:.1f} ms/image (median, n={result['num_images']})")
     print("post-process: " + json.dumps(result["postprocess"], ensure_ascii=False))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+        from datasets.atomic import write_text_atomic
+
+        try:
+            write_text_atomic(args.json, json.dumps(result, ensure_ascii=False, indent=1))
+        except OSError as exc:
+            print(f"error: cannot write --json: {one_line(exc)}", file=sys.stderr)
+            return 1
     print(json.dumps(result, ensure_ascii=False))
     return 0
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
@@ -73,9 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         entries.append(entry)
         print(json.dumps(entry, ensure_ascii=False), flush=True)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(entries, ensure_ascii=False, indent=1), encoding="utf-8")
+        from datasets.atomic import write_text_atomic
+        from datasets.errors import one_line
+
+        try:
+            write_text_atomic(args.out, json.dumps(entries, ensure_ascii=False, indent=1))
+        except OSError as exc:
+            print(f"error: cannot write --out: {one_line(exc)}", file=sys.stderr)
+            return EXIT_SETUP
     failed = [e["image"] for e in entries if "error" in e]
     if failed:
         print(f"{len(failed)}/{len(entries)} image(s) failed: {', '.join(failed)}", file=sys.stderr)
