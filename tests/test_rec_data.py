@@ -1,6 +1,8 @@
 """Rec data: resize/pad, CTC label encoding and its length rule, width bucketing, reproducible loading."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -176,3 +178,34 @@ def test_train_split_mixes_other_sources_by_ratio(tmp_path, line_image):
         load_split("train", {**real, "mix": [{"format": "synth", "ratio": 1}]}, **kw)
     with pytest.raises(UserError, match=r"data.train.mix\[0\].format must be set"):
         load_split("train", {**real, "mix": [{"num": 3, "ratio": 1}]}, **kw)
+
+
+def test_data_ppocr_follows_the_task_and_a_det_page_keeps_its_other_words(tmp_path, line_image):
+    """``data=ppocr`` reads rec label files under training.rec and det label files under training.det; with a
+    det label file as rec data, skipping drops only the out-of-charset word, not the page it is on."""
+    from hydra import compose, initialize_config_dir
+
+    from datasets.charset import Charset
+    from datasets.imageio import write_image
+    from datasets.ppocr_label import write_ppocr_det_label
+    from datasets.sample import DetSample, TextInstance
+    from training.cli import UserError
+    from training.data import load_split
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    for task in ("det", "rec"):
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose(config_name=task, overrides=["data=ppocr"])
+        assert (cfg.data.train.format, cfg.data.eval.format) == (f"ppocr-{task}", f"ppocr-{task}")
+
+    page = np.full((100, 200, 3), 255, np.uint8)
+    image = write_image(tmp_path / "p.png", page)
+    quad = lambda y: np.array([[5, y], [150, y], [150, y + 30], [5, y + 30]], np.float32)  # noqa: E731
+    sample = DetSample(image, [TextInstance(quad(5), "ABC"), TextInstance(quad(50), "毖x")])
+    write_ppocr_det_label([sample], tmp_path / "train.txt", root=tmp_path)
+    split = {"format": "ppocr-det", "root": str(tmp_path), "label_files": ["train.txt"], "ratios": None}
+    charset = Charset.default()
+    with pytest.raises(UserError, match="1 text line"):
+        load_split("train", split, task="rec", cache_dir=tmp_path / "c", charset=charset)
+    data = load_split("train", split, task="rec", cache_dir=tmp_path / "c", charset=charset, on_error="skip")
+    assert [s.text for s in data.samples] == ["ABC"] and data.num_skipped == 1
