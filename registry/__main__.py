@@ -27,19 +27,22 @@ tracking store (default ``sqlite:///mlflow.db``; set ``MLFLOW_TRACKING_URI`` or 
 
     # 3. promote: gates compare with the champion (same eval digest, hmean/acc not worse than
     #    conf/registry/default.yaml's max_metric_drop, latency not worse than max_latency_increase_pct,
-    #    same charset). A refusal exits 2 with one line naming the gate and the numbers.
+    #    measured now with both models side by side, same charset). Every gate's result is printed and
+    #    audited. A refusal exits 2 with one line naming the gate and the numbers.
     python -m registry promote ocr-det 2
     python -m registry promote ocr-det 3 --force --reason "hotfix: v2 misses rotated receipts"
     python -m registry promote ocr-det 4 --as challenger   # canary; only the charset gate blocks
 
     # 4. undo, and see who did what
-    python -m registry rollback ocr-det            # champion → previous champion (exit 2 if none)
+    python -m registry rollback ocr-det            # champion → previous champion (exit 2 if none); clears
+                                                   # the challenger alias if it pointed at the restored version
     python -m registry history ocr-det             # every promotion / rollback / refusal, with gate results
 
     # 5. look at it all in the UI (runs, metrics, versions, tags, aliases, the audit tags on the model page)
     mlflow ui --backend-store-uri sqlite:///mlflow.db
 
-    # 6. serve the champion (the pyfunc runs det → crop → rec and answers JSON per image)
+    # 6. serve the champion (the pyfunc runs det → crop → rec and answers JSON per image); the server
+    #    re-resolves @champion every 30 s (OCR_ALIAS_REFRESH_S) and swaps to a promoted/rolled-back version
     mlflow models serve -m models:/ocr-det@champion --env-manager local -p 5001
     curl -s localhost:5001/invocations -H 'Content-Type: application/json' \
         -d "{\"dataframe_records\": [{\"image\": \"$(base64 -w0 page.png)\"}]}"
@@ -332,6 +335,7 @@ def _cmd_compare(args, cfg, client) -> int:
 
     row("aliases", ", ".join(a.aliases), ", ".join(b.aliases))
     row("task", a.task, b.task)
+    row("model family", a.tags.get("model.arch"), b.tags.get("model.arch"))
     for key in sorted(set(a.metrics) | set(b.metrics)):
         row(f"metric {key}", a.metrics.get(key), b.metrics.get(key), numeric=True)
     for tag, label in (("data.eval.digest", "eval data digest"), ("data.eval.size", "eval data size"),

@@ -81,6 +81,11 @@ class PromotionLock:
                             "safe to delete if older than the lease (registry/lock.py).")
             return True
         except Exception as exc:  # noqa: BLE001
+            if is_not_found(exc):
+                # MLflow's SQL store answers a name clash by re-reading the existing model; when its holder
+                # released it in between, that re-read says "not found". The lock was taken and is free
+                # again: not ours, try again.
+                return False
             if is_already_exists(exc) or is_transient(exc):
                 # A transient error may hide a create that succeeded (HTTP): the token tells.
                 holder = self._safe_holder()
