@@ -40,13 +40,25 @@ def _latency(times_ms: Sequence[float]) -> dict[str, float]:
             "latency_ms_p90": float(np.percentile(np.asarray(times_ms), 90))}
 
 
+def _read_verified(path: Path) -> np.ndarray:
+    """The image as the serving code decodes it, after a full integrity check: OpenCV grey-fills a truncated
+    JPEG silently, and a metric of record must not be measured on half-grey pictures. Raises
+    :class:`datasets.errors.DatasetError` naming the file."""
+    from datasets.errors import TRUNCATED_IMAGE, DatasetError
+    from datasets.imageio import inspect_image, read_image
+
+    info = inspect_image(path, deep=True)
+    if not info.ok:
+        raise DatasetError(path, None, info.problem or "unreadable image", info.kind or TRUNCATED_IMAGE, key=str(path))
+    return read_image(path)
+
+
 def evaluate_det(model_dir: str | Path, data_spec: str, *, root: str | Path | None = None,
                  post_cfg: Mapping[str, Any] | None = None, limit_side_len: int | None = None,
                  limit_type: str | None = None, runtime_opts: Any = None, max_samples: int | None = None,
                  iou_thresh: float = 0.5) -> dict[str, Any]:
     """ICDAR2015-protocol precision/recall/hmean of a det inference dir on ``FORMAT:PATH``."""
     from datasets.formats import parse_data_spec, read_det
-    from datasets.imageio import read_image
     from export.predictors import DetPredictor
     from training.metrics.det_icdar import DetMetric
 
@@ -58,7 +70,7 @@ def evaluate_det(model_dir: str | Path, data_spec: str, *, root: str | Path | No
     metric = DetMetric(iou_thresh=iou_thresh)
     times: list[float] = []
     for i, sample in enumerate(samples):
-        image = read_image(sample.image_path)
+        image = _read_verified(sample.image_path)
         if i == 0:
             predictor.predict(image)  # warm-up (oneDNN primitive creation), not timed
         start = time.perf_counter()
@@ -78,7 +90,6 @@ def evaluate_rec(model_dir: str | Path, data_spec: str, *, root: str | Path | No
     line crops with :func:`datasets.crops.crop_polygon`, as the serving pipeline does)."""
     from datasets.crops import crop_polygon
     from datasets.formats import parse_data_spec, read_rec
-    from datasets.imageio import read_image
     from export.predictors import RecPredictor
     from training.metrics.rec import RecMetric
 
@@ -92,7 +103,7 @@ def evaluate_rec(model_dir: str | Path, data_spec: str, *, root: str | Path | No
     crops, truths, keys = [], [], []
     for sample in samples:
         if sample.image_path not in cache:
-            cache = {sample.image_path: read_image(sample.image_path)}  # det formats: consecutive regions share an image
+            cache = {sample.image_path: _read_verified(sample.image_path)}  # det formats: consecutive regions share an image
         image = cache[sample.image_path]
         crops.append(crop_polygon(image, sample.points) if sample.points is not None else image)
         truths.append(sample.text)

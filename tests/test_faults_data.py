@@ -144,7 +144,16 @@ def test_export_evaluate_corrupt_image_and_unwritable_json_are_one_line(rec_data
     first_image.write_bytes(b"definitely not a JPEG")
     proc = _run("export.evaluate", "rec", "--model", model, "--data", f"ppocr-rec:{label}")
     assert proc.returncode == 1
-    _one_line_error(proc, str(first_image), "cannot decode")
+    _one_line_error(proc, str(first_image), "not a recognised image")
+
+    rows = label.read_text(encoding="utf-8").splitlines()
+    label.write_text("\n".join(rows[1:]) + "\n", encoding="utf-8")      # drop the garbage one
+    second = data / rows[1].split("\t")[0]
+    raw = second.read_bytes()
+    second.write_bytes(raw[: len(raw) // 2])                             # OpenCV would grey-fill this silently
+    proc = _run("export.evaluate", "rec", "--model", model, "--data", f"ppocr-rec:{label}")
+    assert proc.returncode == 1
+    _one_line_error(proc, str(second), "truncated")
 
     good = rec_data / "test" / "test.txt"
     blocker = tmp_path / "a_file"
