@@ -25,7 +25,7 @@ Usage::
 
     slot = AliasSlot("ocr-det", "champion", served=Served(predict_fn, {"version": "1", ...}),
                      resolve=resolver, load=loader)
-    refresher = AliasRefresher([slot], interval_s=30).start()
+    refresher = AliasRefresher([slot], interval_s=30).start()   # keep a reference: the thread holds it weakly
     served = slot.current          # read once per request
 """
 from __future__ import annotations
@@ -127,16 +127,24 @@ class AliasSlot:
         self.last_error = first
 
 
+def _poll(refresher_ref: "weakref.ref[AliasRefresher]", stop: threading.Event, interval_s: float) -> None:
+    """The refresher thread's body. It holds the refresher only weakly between polls, so a served model that
+    is dropped (as tests do with loaded models) is collected and its thread ends instead of polling forever."""
+    while not stop.wait(interval_s):
+        refresher = refresher_ref()
+        if refresher is None:
+            return
+        refresher.refresh_now()
+        del refresher
+
+
 class AliasRefresher:
-    """A daemon thread refreshing ``slots`` every ``interval_s`` seconds while ``owner`` is alive.
+    """A daemon thread refreshing ``slots`` every ``interval_s`` seconds while the refresher is referenced
+    (by the served model that owns it)."""
 
-    The thread holds only a weak reference to ``owner`` (the served model), so a model that is dropped (as
-    tests do) takes its thread with it instead of polling forever."""
-
-    def __init__(self, slots: Iterable[AliasSlot], interval_s: float, owner: Any = None) -> None:
+    def __init__(self, slots: Iterable[AliasSlot], interval_s: float) -> None:
         self.slots = list(slots)
         self.interval_s = float(interval_s)
-        self._owner = weakref.ref(owner) if owner is not None else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -144,16 +152,14 @@ class AliasRefresher:
         if self.interval_s <= 0 or not self.slots:
             return self
         names = ", ".join(f"{s.name}@{s.alias}" for s in self.slots)
-        self._thread = threading.Thread(target=self._loop, name=f"alias-refresh {names}", daemon=True)
+        self._thread = threading.Thread(target=_poll, args=(weakref.ref(self), self._stop, self.interval_s),
+                                        name=f"alias-refresh {names}", daemon=True)
         self._thread.start()
         _log.info("following %s: re-resolved every %g s", names, self.interval_s)
         return self
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            if self._owner is not None and self._owner() is None:
-                return
-            self.refresh_now()
+    def __del__(self) -> None:
+        self._stop.set()
 
     def refresh_now(self) -> bool:
         """One poll of every slot (also what tests call to avoid waiting). True if any slot swapped."""

@@ -308,7 +308,7 @@ class OCRPyfuncModel(mlflow.pyfunc.PythonModel):
         seed = int(cfg["canary_seed"])
         self.router = CanaryRouter(fraction if self.canary else 0.0, None if seed < 0 else seed)
         slots = ([self.primary] if self.follow_alias else []) + ([self.challenger_slot] if self.canary else [])
-        self.refresher = AliasRefresher(slots, float(cfg["alias_refresh_s"]) if primary else 0.0, owner=self).start()
+        self.refresher = AliasRefresher(slots, float(cfg["alias_refresh_s"]) if primary else 0.0).start()
 
     # ----------------------------------------------------------------------------------- following aliases
     @property

@@ -234,3 +234,55 @@ def test_global_options_work_before_and_after_the_command():
     assert parser.parse_args(["promote", "m", "1", "--tracking-uri", "B"]).tracking_uri == "B"
     args = parser.parse_args(["promote", "m", "3", "--as", "challenger", "--force", "--reason", "r"])
     assert (args.tracking_uri, args.target, args.force, args.reason) == (None, "challenger", True, "r")
+
+
+# ----------------------------------------------------------------------------------------------- alias following
+def test_alias_slot_swaps_atomically_keeps_serving_on_failure_and_refresher_ends_with_its_owner():
+    import gc
+    import time
+
+    from registry.alias_follower import AliasRefresher, AliasSlot, Served
+
+    pointed = {"version": "1"}
+    loads: list[str] = []
+
+    def resolve(name: str, alias: str):
+        if pointed["version"] == "boom":
+            raise ConnectionError("registry unreachable")
+        return pointed["version"], [alias] if pointed["version"] else []
+
+    def load(version: str) -> Served:
+        loads.append(version)
+        if version == "3":
+            raise RuntimeError("broken artifacts")
+        return Served(lambda _: [{"answer": version}], {"version": version})
+
+    slot = AliasSlot("m", "champion", served=Served(lambda _: [{"answer": "1"}], {"version": "1"}),
+                     resolve=resolve, load=load)
+    assert slot.refresh() is False and loads == []              # unchanged: nothing loaded
+    pointed["version"] = "2"
+    in_flight = slot.current                                    # a request that started before the swap
+    assert slot.refresh() is True and slot.current.version == "2"
+    assert in_flight.predict(None) == [{"answer": "1"}]         # ... finishes on the version it read
+    assert slot.current.identity["aliases"] == ["champion"]
+    for bad in ("3", "boom", None):                             # load fails, registry down, alias deleted
+        pointed["version"] = bad
+        assert slot.refresh() is False and slot.current.version == "2"
+    assert slot.last_error is not None and slot.swaps == 1
+
+    challenger = AliasSlot("m", "challenger", served=None, resolve=resolve, load=load, keep_when_unset=False,
+                           exclude=lambda: "2")
+    pointed["version"] = "2"
+    assert challenger.refresh() is False and challenger.current is None  # the primary's own version: no canary
+
+    pointed["version"] = "4"
+    refresher = AliasRefresher([slot], interval_s=0.05).start()
+    deadline = time.monotonic() + 10
+    while slot.current.version != "4" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert slot.current.version == "4"
+    thread = refresher._thread
+    del refresher
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()  # dropped with its owner, not polling forever
