@@ -227,7 +227,10 @@ def test_skipped_layers_have_no_fake_quant_in_saved_program(qat_rec):
 
 
 def test_training_model_still_trains_after_save(qat_rec):
+    """A train-mode step moves BN statistics and the moving-average activation scales; the module-scoped model
+    is restored afterwards so later tests export the model the fixture made, not one this test nudged."""
     model, images = qat_rec["model"], qat_rec["images"]
+    snapshot = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     model.train()
     out = model(paddle.to_tensor(images))
     loss = qat_rec["loss_fn"](out, {"image": paddle.to_tensor(images), "label": paddle.to_tensor(qat_rec["labels"]),
@@ -235,6 +238,7 @@ def test_training_model_still_trains_after_save(qat_rec):
     loss.backward()
     qat_rec["opt"].clear_grad()
     model.eval()
+    model.set_state_dict(snapshot)
     assert np.isfinite(float(loss))
 
 
