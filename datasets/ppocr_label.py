@@ -207,7 +207,10 @@ def _read_many(label_files: PathArg | Sequence[PathArg], ratios: float | Sequenc
         if not path.exists():
             raise FileNotFoundError(f"{path}: label file not found")
         if path.is_dir():
-            raise ValueError(f"{path}: is a folder; PaddleOCR label formats take the label file (e.g. label.txt)")
+            found = sorted(p.name for p in path.glob("*.txt") if p.is_file())[:5]
+            here = f"; label files in it: {', '.join(found)}" if found else ""
+            raise ValueError(f"{path}: is a folder; PaddleOCR label formats take the label file (e.g. label.txt)"
+                             f"{here}")
     rng = random.Random(seed)
     samples: list[T] = []
     for path, ratio in zip(files, ratios):
