@@ -8,6 +8,7 @@ synthetic det scenes (Chinese, English), invoice pages, and rec lines (Chinese, 
 characters that are in the v5 dict but not in v4's). Prints a table and the JSON result (last stdout line).
 
     python -m bench.ppocrv5 [--det-num 30] [--rec-num 200] [--out DIR] [--threads 2]
+    python -m bench.ppocrv5 --latency-only --out DIR     # re-measure latency of the exports already in DIR
 
 About 10 minutes at the defaults on 2 shared CPU cores.
 """
@@ -67,6 +68,33 @@ def make_sets(out: Path, det_num: int, rec_num: int) -> dict[str, str]:
     return sets
 
 
+def interleaved_latency(exports: dict[str, Path], threads: int, rounds: int = 10) -> dict[str, float]:
+    """Median network latency (ms, FP32 Paddle Inference + oneDNN) of each export on the same batch, v4 and v5
+    alternating in one process. Why: ``export.evaluate`` runs one model after the other, so on a shared machine
+    its latencies also measure the load of the moment (the two det models have the same architecture)."""
+    import statistics
+
+    from export.engine import InferenceEngine, RuntimeOptions
+    from export.parity import sample_batch
+
+    out: dict[str, float] = {}
+    for task in ("det", "rec"):
+        batch = sample_batch(task)
+        engines = {gen: InferenceEngine(exports[f"{gen}:{task}"], RuntimeOptions(num_threads=threads))
+                   for gen in GENERATIONS}
+        times: dict[str, list[float]] = {gen: [] for gen in GENERATIONS}
+        for i in range(rounds + 2):
+            for gen, engine in engines.items():
+                start = time.perf_counter()
+                engine.run(batch)
+                if i >= 2:  # two warm-up rounds (oneDNN primitive creation)
+                    times[gen].append((time.perf_counter() - start) * 1000)
+        shape = "x".join(str(d) for d in batch.shape)
+        for gen in GENERATIONS:
+            out[f"{gen}:{task} ({shape})"] = round(statistics.median(times[gen]), 1)
+    return out
+
+
 def _dir_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in path.glob("inference.pd*") if p.is_file()) / 1e6, 2)
 
@@ -90,10 +118,11 @@ def run_bench(out: Path, det_num: int, rec_num: int, threads: int) -> dict[str, 
             rows.setdefault(set_name, {})[gen] = {**{k: round(float(res[k]), 4) for k in keep},
                                                   "latency_ms": round(float(res["latency_ms"]), 1)}
     sizes = {key: _dir_mb(path) for key, path in exports.items()}
+    latency = interleaved_latency(exports, threads)
     return {"machine": machine(), "versions": versions(), "rare_chars": rare_chars(),
             "settings": {"det_num": det_num, "rec_num": rec_num, "threads": threads,
                          "runtime": "Paddle Inference FP32, oneDNN, serving pre/post-process (export.evaluate)"},
-            "results": rows, "sizes_mb": sizes, "seconds": round(time.perf_counter() - started, 1)}
+            "results": rows, "sizes_mb": sizes, "network_latency_ms": latency, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -110,6 +139,8 @@ def print_table(result: dict[str, Any]) -> None:
     make_console().print(table)
     sizes = result["sizes_mb"]
     make_console().print("sizes (MB, inference.pdmodel + .pdiparams): " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    make_console().print("network latency, v4/v5 alternating (median ms): "
+                         + ", ".join(f"{k} {v}" for k, v in result["network_latency_ms"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT_DIR / "ppocrv5")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ap.add_argument("--latency-only", action="store_true", help="only the interleaved latency of exports in --out")
     args = ap.parse_args(argv)
+    if args.latency_only:
+        exports = {f"{gen}:{task}": args.out / "exports" / f"{gen}_{task}" for gen in GENERATIONS for task in ("det", "rec")}
+        print(json.dumps(interleaved_latency(exports, args.threads)))
+        return 0
     result = run_bench(args.out, args.det_num, args.rec_num, args.threads)
     print_table(result)
     write_json(result, args.json or args.out / "result.json", "ppocrv5.json")
