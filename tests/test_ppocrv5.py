@@ -1,6 +1,8 @@
 """PP-OCRv5 mobile det/rec on Paddle 2.6: the official files load by static name (every tensor, equal shapes,
 sha256-pinned) and the loaded dygraph models reproduce Paddle 3 running the official ``inference.json``
-(fixture written by ``tests/fixtures/ppocrv5/make_reference.py`` in a throw-away Paddle 3 venv)."""
+(fixture written by ``tests/fixtures/ppocrv5/make_reference.py`` in a throw-away Paddle 3 venv). Slow tests
+drive the documented commands: a few-step v5 fine-tune → export → ``export.predict`` and rapidocr-paddle, v4 and
+v5 registered side by side and gated, and a v5 rec QAT run with its INT8 export."""
 from __future__ import annotations
 
 import json
