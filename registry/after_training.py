@@ -147,7 +147,7 @@ def format_int8_table(result: Mapping[str, Any]) -> str:
              for r in rows]
     acc = result["acceptance"]
     head = (f"INT8 vs FP32 parent ({result['task']}, {result.get('num_samples')} eval samples, serving code; "
-            f"acceptance {acc['metric']} drop {acc['drop']:+.4f} <= {acc['max_drop']}: {'ok' if acc['ok'] else 'FAILED'})")
+            f"acceptance {acc['metric']} drop {acc['drop'] + 0.0:+.4f} <= {acc['max_drop']}: {'ok' if acc['ok'] else 'FAILED'})")
     return "\n".join([head, *lines])
 
 
