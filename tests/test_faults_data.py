@@ -229,3 +229,29 @@ def test_duplicate_crops_with_the_same_label_are_a_counted_warning(rec_data, tmp
     assert proc.returncode == 1
     (error,) = json.loads(proc.stdout.splitlines()[-1])["errors"]
     assert error["kind"] == "duplicate_entry" and "different label" in error["message"] and error["line"] == 5
+
+
+def test_convert_hint_runs_as_printed(rec_data, tmp_path):
+    data = _copy_split(rec_data, tmp_path)
+    label = data / "test.txt"
+    with label.open("a", encoding="utf-8") as fh:
+        fh.write("images/missing.jpg\n")                                   # no TAB: malformed line 5
+    proc = _run("datasets.convert", "ppocr-rec", str(label), "--root", str(data), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1
+    line = _one_line_error(proc, f"{label}:5")
+    hint = _run_hint(line)
+    assert hint.returncode == 1, hint.stderr
+    assert [e["line"] for e in json.loads(hint.stdout.splitlines()[-1])["errors"]] == [5]
+
+
+def test_identical_crop_files_with_the_same_text_are_a_warning(rec_data, tmp_path):
+    data = _copy_split(rec_data, tmp_path)
+    label = data / "test.txt"
+    rows = label.read_text(encoding="utf-8").splitlines()
+    path, text = rows[0].split("\t")
+    shutil.copy(data / path, data / "images" / "copy.jpg")
+    label.write_text("\n".join(rows + [f"images/copy.jpg\t{text}"]) + "\n", encoding="utf-8")
+    proc = _run("datasets.check", "ppocr-rec", str(label))
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    (warning,) = json.loads(proc.stdout.splitlines()[-1])["warnings"]
+    assert warning["kind"] == "duplicate_image" and "same label" in warning["message"]
