@@ -255,3 +255,18 @@ def test_identical_crop_files_with_the_same_text_are_a_warning(rec_data, tmp_pat
     assert proc.returncode == 0, proc.stdout[-2000:]
     (warning,) = json.loads(proc.stdout.splitlines()[-1])["warnings"]
     assert warning["kind"] == "duplicate_image" and "same label" in warning["message"]
+
+
+def test_predict_unwritable_out_is_one_line(rec_data, tmp_path):
+    from datasets.imageio import read_image
+
+    page = np.full((200, 320, 3), 255, np.uint8)
+    line = read_image(next((rec_data / "test" / "images").iterdir()))
+    page[80:80 + line.shape[0], 20:20 + line.shape[1]] = line
+    image = write_image(tmp_path / "page.png", page)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    proc = _run("export.predict", str(image), "--out", str(blocker / "out.json"))
+    assert proc.returncode == 1
+    _one_line_error(proc, str(blocker / "out.json"), "not a folder")
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["image"] == str(image)   # results still printed
