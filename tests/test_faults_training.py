@@ -333,3 +333,15 @@ def test_cli_disk_full_while_saving_is_one_line_and_latest_stays(cli_run, tmp_pa
     assert "File too large" in lines[0] and ".pdopt" in lines[0]  # EFBIG from the file-size limit, file named
     assert "Traceback" not in proc.stderr
     assert load_checkpoint(latest).step == 3 and _hashes(latest.resolve()) == before
+
+
+def test_cli_unwritable_run_dir_is_one_line_before_hydra_writes(tmp_path):
+    """Hydra writes .hydra/ into the run dir before our code runs; a full (or read-only) disk there is our one
+    line, not Hydra's traceback. A file-size limit of 10 bytes stands in for the full disk (root ignores chmod)."""
+    proc = subprocess.run([sys.executable, "-m", "training.det", "+experiment=smoke", "tracking=none",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, preexec_fn=_file_size_limit(10))
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(tmp_path / "run") in lines[0] and "File too large" in lines[0], proc.stderr
+    assert "free on that disk" in lines[0] and not list((tmp_path / "run").iterdir())

@@ -171,6 +171,39 @@ def precheck_overrides(config_name: str, overrides: list[str], multirun: bool = 
     return cfg
 
 
+def check_run_dir_writable(config_name: str, argv: list[str]) -> None:
+    """Hydra writes ``.hydra/`` and its log into the run dir before the task starts, so a read-only or full disk
+    there ended in Hydra's traceback. Probe the dir first: one line naming it, the reason and the space left."""
+    import shutil
+    import tempfile
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=[a for a in argv if "=" in a and not a.startswith("-")],
+                          return_hydra_config=True)
+        run_dir = Path(str(cfg.hydra.run.dir))
+    except Exception:  # noqa: BLE001 -- the pre-check above reports config problems; Hydra will too
+        return
+    finally:
+        GlobalHydra.instance().clear()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".probe-") as fh:
+            fh.write(b"\0" * 4096)
+            fh.flush()
+    except OSError as exc:
+        probe = run_dir
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free = f"{shutil.disk_usage(probe).free / 2**20:.0f} MB free on that disk" if probe.exists() else ""
+        raise UserError(f"cannot write the run directory {run_dir} (hydra.run.dir): "
+                        f"{exc.strerror or exc}; {free}") from None
+
+
 def _wants_only_config(argv: list[str]) -> bool:
     return any(a in ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i") for a in argv)
 
@@ -211,6 +244,8 @@ def run_entry(config_name: str, task_fn: Callable[[DictConfig], object]) -> None
                 if missing:
                     example = "/path/to/data" if missing[0].endswith(".root") else "..."
                     raise UserError(f"config error: {', '.join(missing)} must be set (e.g. {missing[0]}={example})")
+                if not _is_multirun(argv):
+                    check_run_dir_writable(config_name, argv)
         except UserError as exc:
             print(str(exc), file=sys.stderr)
             sys.exit(2)
