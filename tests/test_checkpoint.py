@@ -249,3 +249,24 @@ def test_adamw_skips_decay_on_1d_params_and_unknown_keys_fail():
         p.stop_gradient = True
     with pytest.raises(ValueError, match="no trainable"):
         build_optimizer({}, model, total_steps=5)
+
+
+def test_sizes_recorded_intact_order_and_damage_listed(tmp_path):
+    from training.trainer.checkpoint import damaged_checkpoints, intact_checkpoints
+
+    model = _mlp()
+    opt, _ = build_optimizer({}, model, total_steps=10)
+    root = tmp_path / "checkpoints"
+    _save(root, model, opt, step=2, name="best")
+    _save(root, model, opt, step=3)
+    state = json.loads((root / "latest" / "state.json").read_text())
+    assert state["files"] == {f: (root / "latest" / f).stat().st_size
+                              for f in ("model.pdparams", "optimizer.pdopt", "trainer.pkl")}
+    assert [p.name for p in intact_checkpoints(tmp_path)] == ["latest", "best"]
+    assert damaged_checkpoints(tmp_path) == []
+    target = (root / "latest").resolve()
+    (target / "state.json").unlink()
+    assert [p.name for p in intact_checkpoints(tmp_path)] == ["best"]
+    assert damaged_checkpoints(tmp_path) == [f"{target}: state.json is missing"]
+    _save(root, model, opt, step=4)  # a new latest: the damaged directory is not cleaned up
+    assert target.is_dir() and [p.name for p in intact_checkpoints(tmp_path)] == ["latest", "best"]
