@@ -128,10 +128,14 @@ def test_det_qat_from_a_local_parent_registers_int8_tagged_with_its_fp32_parent(
 @pytest.mark.slow
 def test_rec_qat_from_a_registry_parent_reports_int8_and_registers(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    fp32 = _ok(_train("rec", tmp_path, "fp32", "registry.register=true"))
+    # The INT8 export's parity check (QAT dygraph vs oneDNN INT8 on rendered invoice lines, ≥ 5 of 6 equal)
+    # held here only for invoice training lines and a QAT lr of 1e-5: at the default 1e-4, two AdamW steps
+    # moved the weights enough that INT8 read 0 of 6 lines like the dygraph model (export refused, exit 1).
+    lines = ["data.train.kind=invoice", "data.eval.kind=invoice"]
+    fp32 = _ok(_train("rec", tmp_path, "fp32", "registry.register=true", *lines))
     assert fp32["registry"]["version"] == "1"
-    proc = _train("rec", tmp_path, "qat", "quant=qat_int8", "model.pretrained=models:/ocr-rec/1",
-                  "registry.register=true", *_QUICK_REPORT)
+    proc = _train("rec", tmp_path, "qat", "quant=qat_int8", "model.pretrained=models:/ocr-rec/1", "optim.lr=1e-5",
+                  "registry.register=true", *lines, *_QUICK_REPORT)
     result = _ok(proc)
     _check_int8_report(proc, tmp_path / "qat", result, client)
     report = json.loads((tmp_path / "qat" / "int8" / "int8_vs_fp32.json").read_text())
