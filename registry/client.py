@@ -64,11 +64,14 @@ class RegistryUnreachable(RegistryError):
     """The tracking server did not answer within the deadline (message names the URI and the wait)."""
 
 
-def cap_mlflow_http_retries(timeout_s: float = 10.0, max_retries: int = 1, backoff_factor: int = 1) -> None:
+def cap_mlflow_http_retries(timeout_s: float = 30.0, max_retries: int = 1, backoff_factor: int = 1) -> None:
     """Bound MLflow's own HTTP retry loop for this process (only where the user has not chosen values).
 
     MLflow reads these variables on every request; its defaults (7 retries, back-off factor 2, 120 s timeout)
-    mean minutes per call against a dead server, which no caller of a CLI command wants to sit through."""
+    mean minutes per call against a dead server, which no caller of a CLI command wants to sit through. The
+    timeout stays generous (30 s): a busy server that answers slowly must not see its non-idempotent calls
+    (create/delete of the promotion lock) retried by urllib3 after a premature read timeout; a dead or
+    silent server is caught by :meth:`RegistryClient.probe` within the deadline instead."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(int(max_retries)))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(int(backoff_factor)))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(round(timeout_s)))))
@@ -127,7 +130,7 @@ class RegistryClient:
     use :meth:`call` (or the helpers below) when a call should be retried on transient errors."""
 
     def __init__(self, tracking_uri: str | None = None, *, attempts: int = 5, backoff_s: float = 0.3,
-                 deadline_s: float | None = None, http_timeout_s: float = 10.0, http_max_retries: int = 1) -> None:
+                 deadline_s: float | None = None, http_timeout_s: float = 30.0, http_max_retries: int = 1) -> None:
         cap_mlflow_http_retries(http_timeout_s, http_max_retries)
         from mlflow import MlflowClient
 

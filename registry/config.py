@@ -52,7 +52,7 @@ class RetryConfig:
     attempts: int = 5
     backoff_s: float = 0.3
     deadline_s: float = 15.0
-    http_timeout_s: float = 10.0
+    http_timeout_s: float = 30.0
     http_max_retries: int = 1
 
 
