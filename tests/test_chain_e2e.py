@@ -127,6 +127,7 @@ def test_fine_tune_quantize_register_promote_serve_rollback(tmp_path, page_image
         tags = json.loads(show.stdout.strip().splitlines()[-1])["tags"]
         assert tags["quantized"] == "yes" and tags["fp32_parent_version"] == "1", tags
         assert 0.0 <= float(tags["metric.hmean"]) <= 1.0 and float(tags["metric.latency_ms"]) > 0, tags
+        print(f"v2 INT8: hmean {tags['metric.hmean']}, latency {tags['metric.latency_ms']} ms of record")
 
         # 3. serve the champion (v1) and keep sending requests across every swap below
         port = free_port()
@@ -148,6 +149,7 @@ def test_fine_tune_quantize_register_promote_serve_rollback(tmp_path, page_image
             # 4. promote v2: the gates judge measured numbers; a refusal is exit 2 naming the gate
             promote = _registry(tmp_path, uri, "promote", "ocr-det", "2")
             assert promote.returncode in (0, 2), promote.stderr
+            print(f"promote v2: exit {promote.returncode}; {promote.stderr.strip()}\n{promote.stdout.strip()}")
             if promote.returncode == 2:
                 lines = [line for line in promote.stderr.splitlines() if line.strip()]
                 assert len(lines) == 1 and "gate " in lines[0] and "failed" in lines[0], promote.stderr
