@@ -78,8 +78,8 @@ def test_eval_mode_needs_only_eval_data(task, tmp_path):
 # ------------------------------------------------------------------------------------------ link 3
 @pytest.mark.slow
 def test_a_requested_step_that_fails_ends_non_zero_with_one_line(tmp_path):
-    """Registration asked for and impossible (the recogniser to bundle does not exist): exit 1, one line
-    naming the step, and the trained run complete on disk."""
+    """Registration asked for and impossible (the recogniser to bundle does not exist), and an INT8 report
+    without an FP32 parent model: exit 1, one line naming the step, the trained run complete on disk."""
     proc = _train("det", tmp_path, "run", "registry.register=true", f"registry.det_bundle_rec={tmp_path / 'nope'}")
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
@@ -95,6 +95,15 @@ def test_a_requested_step_that_fails_ends_non_zero_with_one_line(tmp_path):
     mlrun = client.get_run(result["tracking_run_id"])
     assert mlrun.info.status == "FINISHED" and mlrun.data.tags["after_training.failed_step"] == "register"
     assert not client.search_registered_models()
+
+    # the INT8 report of a QAT run (on by default) with a parent that has no FP32 model to compare with
+    weights = run_dir / "checkpoints" / "best" / "model.pdparams"
+    qat = _train("det", tmp_path, "qat", "quant=qat_int8", f"model.pretrained={weights}", *_QUICK_REPORT)
+    assert qat.returncode == 1 and "Traceback" not in qat.stderr, qat.stderr[-3000:]
+    last = _last_line(qat.stderr)
+    assert last.startswith("error: int8_report failed") and "int8_report.enabled=false" in last, last
+    assert _result(qat)["failed_step"] == "int8_report"
+    assert (tmp_path / "qat" / "export" / "inference.pdmodel").is_file()  # the INT8 export before it is kept
 
 
 # ------------------------------------------------------------------------------------------ links 1 and 2
