@@ -39,7 +39,8 @@ _QUICK_REPORT = ["registry.int8_report.repeat=2", "registry.int8_report.warmup=1
 
 def _env(tmp_path: Path, uri: str, **extra: str) -> dict[str, str]:
     venv_bin = str(Path(sys.executable).parent)  # `mlflow models serve` starts uvicorn by name
-    return {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri, "OCR_CACHE_DIR": str(tmp_path / "cache"),
+    return {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
+            "OCR_CACHE_DIR": str(tmp_path / "cache"),
             "OCR_REGISTRY_USER": "chain-e2e", "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
 
 

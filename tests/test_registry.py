@@ -776,7 +776,7 @@ def test_mlflow_models_serve_answers_with_the_champion(tmp_path, monkeypatch, mo
     port = _free_port()
     log = tmp_path / "serve.log"
     # mlflow starts `uvicorn` by name: the venv's bin must be on PATH, as it is in an activated venv
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,  # earlier tests may leave one set
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(log, "wb") as out:
         proc = subprocess.Popen([MLFLOW, "models", "serve", "-m", "models:/ocr-det@champion", "--env-manager",
