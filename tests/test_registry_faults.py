@@ -65,11 +65,11 @@ def test_a_server_that_never_answers_is_cut_at_the_configured_limit(tmp_path):
     assert elapsed < 3 + startup + 5, (elapsed, startup)
 
 
-def test_transient_errors_stop_at_the_deadline():
+def test_transient_errors_stop_at_the_deadline(tmp_path):
     """Our own retry loop gives up at the total deadline even with attempts to spare."""
     from registry.client import RegistryClient
 
-    client = RegistryClient("sqlite:///unused.db", attempts=50, backoff_s=0.2, deadline_s=1.0)
+    client = RegistryClient(f"sqlite:///{tmp_path / 'unused.db'}", attempts=50, backoff_s=0.2, deadline_s=1.0)
     calls = []
 
     def busy() -> None:
