@@ -36,6 +36,7 @@ import paddle
 from paddle import nn
 
 from training.models.registry_source import RegistrySourceError, is_registry_uri, resolve_registry_uri
+from training.models.zoo import arch_task
 
 __all__ = [
     "QuantConfigError", "QuantConfig", "QUANT_CONF_DIR", "load_quant_config", "QUANT_BLOCK_VERSION",
@@ -462,7 +463,7 @@ def check_parent(source: str | os.PathLike | None, model_cfg: Mapping[str, Any],
     record: dict[str, Any] = {"source": str(source), "arch": arch}
     if is_registry_uri(str(source)):  # a registry version: record it, check the downloaded weights
         try:
-            resolved = resolve_registry_uri(str(source), model_cfg.get("task") or ("rec" if model_cfg.get("num_classes") else "det"))
+            resolved = resolve_registry_uri(str(source), model_cfg.get("task") or arch_task(str(model_cfg.get("arch"))))
         except RegistrySourceError as exc:
             raise QuantConfigError(str(exc)) from None
         record.update(resolved.lineage(), local_path=str(resolved.path))

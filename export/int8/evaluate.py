@@ -29,10 +29,8 @@ import numpy as np
 from export.engine import RuntimeOptions, create_engine
 from export.evaluate import evaluate_model
 from export.int8.runtime import is_int8_model_dir, model_size_bytes
-from export.int8.save import export_qat_checkpoint
-from export.jit_export import export_model
 
-__all__ = ["MAIN_METRICS", "ACCEPTANCE", "compare_int8_fp32", "tracking_metrics", "qat_report"]
+__all__ = ["MAIN_METRICS", "ACCEPTANCE", "compare_int8_fp32", "tracking_metrics"]
 
 MAIN_METRICS = {"det": ("precision", "recall", "hmean"), "rec": ("acc", "norm_edit_dis")}
 #: the issue's acceptance: INT8 may lose at most this much of the main metric (absolute, 0–1 scale)
@@ -148,43 +146,3 @@ def tracking_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     out.update({f"speedup.{b}": float(v) for b, v in result["speedup"].items()})
     out["int8.acceptance_ok"] = 1.0 if result["acceptance"]["ok"] else 0.0
     return out
-
-
-def _export_parent(task: str, parent: Mapping[str, Any], out_dir: Path, export_kwargs: Mapping[str, Any]) -> Path:
-    """An FP32 inference directory for the QAT parent: its own dir if it is one, else a fresh export."""
-    source = str(parent.get("checkpoint") or parent.get("source") or "")
-    path = Path(source).expanduser()
-    if path.is_dir() and (path / "inference.pdmodel").is_file():
-        return path
-    if not source or (path.suffix == ".pdparams"):
-        raise ValueError(f"QAT parent {source!r} cannot be exported for the comparison (use an FP32 checkpoint "
-                         "directory, an inference directory or ppocrv4_mobile as model.pretrained)")
-    export_model(task, source, out_dir, **dict(export_kwargs))
-    return out_dir
-
-
-def qat_report(task: str, checkpoint: str | os.PathLike, block: Mapping[str, Any], eval_samples: str,
-               out_dir: str | os.PathLike, *, tracker: Any = None, root: str | os.PathLike | None = None,
-               export_kwargs: Mapping[str, Any] | None = None, **compare_opts: Any) -> dict[str, Any]:
-    """End of a QAT run: export the INT8 model of ``checkpoint`` (the best one) to ``out_dir/int8``, the FP32
-    parent recorded in ``block`` to ``out_dir/fp32_parent``, compare them with :func:`compare_int8_fp32`, write
-    ``out_dir/int8_vs_fp32.json`` and, with a tracker, log the flat metrics and the JSON. Returns the result.
-
-    ``export_kwargs``: det post-process / resize for both exports (``post_params``, ``limit_side_len``,
-    ``limit_type``) so both are evaluated with the run's serving parameters."""
-    import json
-
-    out_dir = Path(out_dir)
-    kwargs = dict(export_kwargs or {})
-    int8_dir = out_dir / "int8"
-    parity = export_qat_checkpoint(task, checkpoint, int8_dir, **kwargs)
-    fp32_dir = _export_parent(task, block.get("parent") or {}, out_dir / "fp32_parent", kwargs)
-    result = compare_int8_fp32(task, int8_dir, fp32_dir, eval_samples, root=root, **compare_opts)
-    result["int8"]["parity"] = {k: parity.get(k) for k in ("ok", "mean_abs_diff", "max_abs_diff", "agreement")}
-    result["parent"] = dict(block.get("parent") or {})
-    (out_dir / "int8_vs_fp32.json").write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str),
-                                               encoding="utf-8")
-    if tracker is not None:
-        tracker.log_metrics(tracking_metrics(result))
-        tracker.log_dict(json.loads(json.dumps(result, default=str)), "int8_vs_fp32.json")
-    return result

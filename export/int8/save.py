@@ -37,6 +37,8 @@ from training.quant import (
     is_qat_state_dict,
     quantizable_layers,
 )
+from training.models import arch_task
+
 from export.inference_yml import write_inference_yml
 from export.int8.runtime import QUANT_SIDECAR, Int8Engine, model_size_bytes
 from export.parity import sample_batch
@@ -225,9 +227,9 @@ def export_qat_checkpoint(task: str, checkpoint: str | os.PathLike, out_dir: str
     ``inference.yml`` is written with export's own writer; this function is what ``python -m export`` calls
     for QAT checkpoints. Returns the parity report with ``files``."""
     qat, model, model_cfg, charset, block, state = load_qat_checkpoint(checkpoint)
-    arch_task = "rec" if model_cfg.get("num_classes") else "det"
-    if arch_task != task:
-        raise QuantConfigError(f"{checkpoint}: a {arch_task} checkpoint ({model_cfg.get('arch')}) cannot be exported as {task}")
+    ckpt_task = model_cfg.get("task") or arch_task(str(model_cfg.get("arch")))
+    if ckpt_task != task:
+        raise QuantConfigError(f"{checkpoint}: a {ckpt_task} checkpoint ({model_cfg.get('arch')}) cannot be exported as {task}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     height = int(((model_cfg.get("input") or {}).get("height")) or 48)
