@@ -11,8 +11,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,65 +29,19 @@ from registry.config import LockConfig, RegistryConfig
 from registry.lineage import VersionInfo
 from registry.lock import PromotionLock, lock_name
 from registry.promote import PromotionRefused, promote, rollback
+from mlflow_helpers import MLFLOW, free_port, stop, wait_http
+from mlflow_helpers import mlflow_server as start_mlflow_server
 
 PROJECT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} not up after {timeout}s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Terminate the process group we started (the server forks workers)."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=5)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` on 127.0.0.1 with a temporary SQLite backend and artifact root."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    log = root / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-             "--default-artifact-root", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/health", proc, 120, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
+    with start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")
@@ -773,7 +725,7 @@ def test_mlflow_models_serve_answers_with_the_champion(tmp_path, monkeypatch, mo
     register_model("det", model_dirs[0], metrics={"hmean": 0.9, "latency_ms": 50.0, "data_digest": "d"},
                    client=client)
     promote(client, "ocr-det", "1")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     # mlflow starts `uvicorn` by name: the venv's bin must be on PATH, as it is in an activated venv
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,  # earlier tests may leave one set
@@ -783,7 +735,7 @@ def test_mlflow_models_serve_answers_with_the_champion(tmp_path, monkeypatch, mo
                                  "local", "-h", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT,
                                 cwd=tmp_path, env=env, start_new_session=True)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/ping", proc, 180, log)
+        wait_http(f"http://127.0.0.1:{port}/ping", proc, 180, log)
         image, _ = page_image(["增值税发票", "合计 88.00"], size=(480, 220))
         b64 = base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode()
         body = json.dumps({"dataframe_records": [{"image": b64}, {"image": "garbage"}]}).encode()
@@ -795,7 +747,7 @@ def test_mlflow_models_serve_answers_with_the_champion(tmp_path, monkeypatch, mo
         assert "增值税发票" in [r["text"] for r in predictions[0]["results"]]
         assert predictions[1]["error"]["code"] == "IMAGE_UNREADABLE"
     finally:
-        _stop(proc)
+        stop(proc)
 
 # TODO(train→export): when training.det and `python -m export` can produce a tiny checkpoint/export in test
 # time, start test_full_cycle from them (train tiny → export → register v1 → train again → register v2).
