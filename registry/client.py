@@ -77,8 +77,8 @@ def cap_mlflow_http_retries(timeout_s: float = 30.0, max_retries: int = 1, backo
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(round(timeout_s)))))
 
 
-def is_unreachable(exc: BaseException) -> bool:
-    """True when the failure means the server could not be reached at all (refused, timed out, DNS)."""
+def _is_connection_error(exc: BaseException) -> bool:
+    """A refused, dropped or timed-out connection (requests' or the standard library's)."""
     try:
         import requests
 
@@ -86,7 +86,12 @@ def is_unreachable(exc: BaseException) -> bool:
             return True
     except ImportError:  # pragma: no cover - requests is an mlflow dependency
         pass
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when the failure means the server could not be reached at all (refused, timed out, DNS)."""
+    if _is_connection_error(exc):
         return True
     text = str(exc).lower()
     return any(fragment in text for fragment in _UNREACHABLE_TEXT)
@@ -98,16 +103,7 @@ def _error_code(exc: BaseException) -> str:
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth retrying: store busy/locked, rate limits, dropped connections."""
-    if _error_code(exc) in _TRANSIENT_CODES:
-        return True
-    try:
-        import requests
-
-        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-            return True
-    except ImportError:  # pragma: no cover - requests is an mlflow dependency
-        pass
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    if _error_code(exc) in _TRANSIENT_CODES or _is_connection_error(exc):
         return True
     text = str(exc).lower()
     return any(fragment in text for fragment in _TRANSIENT_TEXT)
