@@ -23,25 +23,32 @@ DET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 LIMIT_TYPES = ("max", "min", "resize_long")
 
 
-def _det_scale(h: int, w: int, limit_side_len: int, limit_type: str) -> float:
+def _det_scale(h: int, w: int, limit_side_len: int, limit_type: str, max_side_limit: int | None = None) -> float:
     if limit_type == "max":
-        return min(1.0, limit_side_len / max(h, w))
-    if limit_type == "min":
-        return max(1.0, limit_side_len / min(h, w))
-    if limit_type == "resize_long":
-        return limit_side_len / max(h, w)
-    raise ValueError(f"limit_type must be one of {LIMIT_TYPES}, got {limit_type!r}")
+        scale = min(1.0, limit_side_len / max(h, w))
+    elif limit_type == "min":
+        scale = max(1.0, limit_side_len / min(h, w))
+    elif limit_type == "resize_long":
+        scale = limit_side_len / max(h, w)
+    else:
+        raise ValueError(f"limit_type must be one of {LIMIT_TYPES}, got {limit_type!r}")
+    if max_side_limit and max(h, w) * scale > max_side_limit:
+        # PaddleOCR 3.x's guard: a min-side policy never upscales past this, and it also shrinks huge scans
+        scale = max_side_limit / max(h, w)
+    return scale
 
 
 def det_resize_for_eval(
-    image: np.ndarray, limit_side_len: int = 960, limit_type: str = "max"
+    image: np.ndarray, limit_side_len: int = 960, limit_type: str = "max", max_side_limit: int | None = None
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Resize so the limited side obeys ``limit_side_len`` and both sides are multiples of 32 (the DB
-    network downsamples by 32). Returns the image and ``(ratio_h, ratio_w)`` = resized / original."""
+    network downsamples by 32). ``max_side_limit`` (PaddleOCR 3.x's key; None = no cap) bounds the long side
+    after that, so a min-side policy cannot blow a tall page up. Returns the image and ``(ratio_h, ratio_w)``
+    = resized / original."""
     h, w = image.shape[:2]
     if h == 0 or w == 0:
         raise ValueError(f"cannot resize an empty image of shape {image.shape}")
-    scale = _det_scale(h, w, limit_side_len, limit_type)
+    scale = _det_scale(h, w, limit_side_len, limit_type, max_side_limit)
     new_h = max(int(round(int(h * scale) / 32) * 32), 32)
     new_w = max(int(round(int(w * scale) / 32) * 32), 32)
     resized = cv2.resize(image, (new_w, new_h)) if (new_h, new_w) != (h, w) else image
@@ -55,14 +62,14 @@ def normalize_det(image: np.ndarray) -> np.ndarray:
 
 
 def det_preprocess(
-    image: np.ndarray, limit_side_len: int = 960, limit_type: str = "max"
+    image: np.ndarray, limit_side_len: int = 960, limit_type: str = "max", max_side_limit: int | None = None
 ) -> tuple[np.ndarray, tuple[int, int, float, float]]:
     """One image → (1×3×H×W float32 tensor data, (src_h, src_w, ratio_h, ratio_w))."""
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     elif image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    resized, (ratio_h, ratio_w) = det_resize_for_eval(image, limit_side_len, limit_type)
+    resized, (ratio_h, ratio_w) = det_resize_for_eval(image, limit_side_len, limit_type, max_side_limit)
     return normalize_det(resized)[None], (image.shape[0], image.shape[1], ratio_h, ratio_w)
 
 

@@ -67,10 +67,13 @@ class InferenceSpec:
 
 
 # --------------------------------------------------------------------------------------------- writing
-def _det_transform_ops(limit_side_len: int, limit_type: str) -> list[dict]:
+def _det_transform_ops(limit_side_len: int, limit_type: str, max_side_limit: int | None = None) -> list[dict]:
+    resize: dict[str, Any] = {"limit_side_len": int(limit_side_len), "limit_type": str(limit_type)}
+    if max_side_limit:  # PaddleOCR 3.x / PaddleX read this key; PaddleOCR 2.x ignores it
+        resize["max_side_limit"] = int(max_side_limit)
     return [
         {"DecodeImage": {"img_mode": "BGR", "channel_first": False}},
-        {"DetResizeForTest": {"limit_side_len": int(limit_side_len), "limit_type": str(limit_type)}},
+        {"DetResizeForTest": resize},
         {"NormalizeImage": {"scale": "1./255.", "mean": _DET_MEAN, "std": _DET_STD, "order": "hwc"}},
         {"ToCHWImage": None},
         {"KeepKeys": {"keep_keys": ["image", "shape"]}},
@@ -102,6 +105,7 @@ def write_inference_yml(
     post_params: Mapping[str, Any] | None = None,
     limit_side_len: int = DET_PRE_DEFAULTS["limit_side_len"],
     limit_type: str = DET_PRE_DEFAULTS["limit_type"],
+    max_side_limit: int | None = None,
     image_shape: list[int] | tuple[int, ...] | None = None,
     charset: Charset | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -119,7 +123,7 @@ def write_inference_yml(
     if model_name:
         doc["Global"] = {"model_name": model_name}
     if task == "det":
-        doc["PreProcess"] = {"transform_ops": _det_transform_ops(limit_side_len, limit_type)}
+        doc["PreProcess"] = {"transform_ops": _det_transform_ops(limit_side_len, limit_type, max_side_limit)}
         post = {**DET_POST_DEFAULTS, **dict(post_params or {})}
         doc["PostProcess"] = {"name": _POST_NAMES[task], **post}
     elif task == "rec":
@@ -163,6 +167,8 @@ def _det_pre(ops: list) -> dict[str, Any]:
             pre["limit_side_len"] = int(args["limit_side_len"])
         if "limit_type" in args:
             pre["limit_type"] = str(args["limit_type"])
+        if args.get("max_side_limit"):
+            pre["max_side_limit"] = int(args["max_side_limit"])
     return pre
 
 

@@ -65,25 +65,30 @@ class DetPredictor:
     """DB text detector on Paddle Inference.
 
     ``post_cfg`` overrides the post-process parameters from ``inference.yml`` (PaddleOCR's serving defaults for
-    directories without one); ``limit_side_len``/``limit_type`` likewise override the yml's ``DetResizeForTest``."""
+    directories without one); ``limit_side_len``/``limit_type``/``max_side_limit`` likewise override the yml's
+    ``DetResizeForTest`` (``max_side_limit`` 0 = no cap)."""
 
     def __init__(self, model_dir: PathLike | None = None, post_cfg: Mapping[str, Any] | None = None,
                  limit_side_len: int | None = None, limit_type: str | None = None,
-                 runtime_opts: RuntimeOptions | Mapping[str, Any] | None = None) -> None:
+                 runtime_opts: RuntimeOptions | Mapping[str, Any] | None = None,
+                 max_side_limit: int | None = None) -> None:
         self.model_dir, self.spec = _resolve(model_dir, "det")
         self.limit_side_len = int(limit_side_len or self.spec.pre["limit_side_len"])
         self.limit_type = str(limit_type or self.spec.pre["limit_type"])
+        cap = self.spec.pre.get("max_side_limit") if max_side_limit is None else max_side_limit
+        self.max_side_limit = int(cap) if cap else None
         post = {**DET_POST_DEFAULTS, **self.spec.post, **dict(post_cfg or {})}
         self.postprocess = DBPostProcess(**{k: post[k] for k in DET_POST_DEFAULTS})
         self.engine = create_engine(self.model_dir, _runtime_opts(runtime_opts))
 
     def params(self) -> dict[str, Any]:
         """Pre- and post-process parameters, reported beside every metric."""
-        return {"limit_side_len": self.limit_side_len, "limit_type": self.limit_type, **self.postprocess.params()}
+        return {"limit_side_len": self.limit_side_len, "limit_type": self.limit_type,
+                "max_side_limit": self.max_side_limit, **self.postprocess.params()}
 
     def prob_map(self, image: np.ndarray) -> np.ndarray:
         """The network's text probability map (H'×W', at the resized input's resolution)."""
-        batch, _ = det_preprocess(image, self.limit_side_len, self.limit_type)
+        batch, _ = det_preprocess(image, self.limit_side_len, self.limit_type, self.max_side_limit)
         return self.engine.run(batch)[0][0, 0]
 
     def predict(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
@@ -91,7 +96,7 @@ class DetPredictor:
         post-process's order (use :func:`export.reading_order.sorted_boxes` for reading order)."""
         if image is None or image.size == 0:
             raise ValueError("empty image")
-        batch, (src_h, src_w, _, _) = det_preprocess(image, self.limit_side_len, self.limit_type)
+        batch, (src_h, src_w, _, _) = det_preprocess(image, self.limit_side_len, self.limit_type, self.max_side_limit)
         prob = self.engine.run(batch)[0][0, 0]
         return filter_det_boxes(self.postprocess(prob, (src_h, src_w)), src_h, src_w, self.postprocess.box_type)
 
