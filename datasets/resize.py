@@ -14,13 +14,29 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "DET_MEAN", "DET_STD", "det_resize_for_eval", "normalize_det", "det_preprocess",
+    "DET_MEAN", "DET_STD", "DET_RESIZE_DEFAULTS", "effective_max_side_limit", "det_resize_for_eval",
+    "normalize_det", "det_preprocess",
     "rec_width_for", "rec_batch_width", "rec_resize_norm", "rec_preprocess_batch",
 ]
 
 DET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 DET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 LIMIT_TYPES = ("max", "min", "resize_long")
+
+#: The det resize policy training evaluates with and an exported model serves with, chosen by measurement
+#: (``python -m bench.resize_policy``, bench/RESULTS.md section 8): the short side is brought up to 736 px
+#: (RapidOCR's rule; small photos need it) and the long side capped at 2048 px (A4 at 300 dpi stays accurate at
+#: less than half the cost of full resolution). PaddleOCR 2.x's ``max 960`` lost 9-29 hmean points on small
+#: photos and A4 pages there.
+DET_RESIZE_DEFAULTS: dict = {"limit_side_len": 736, "limit_type": "min", "max_side_limit": 2048}
+
+
+def effective_max_side_limit(limit_type: str, max_side_limit: int | None) -> int | None:
+    """The long-side cap actually applied: an explicit value (0 = none); unset, a ``min`` policy gets the
+    default cap (it upscales, so it needs one) and ``max``/``resize_long`` none (their limit bounds the side)."""
+    if max_side_limit is not None:
+        return int(max_side_limit) or None
+    return DET_RESIZE_DEFAULTS["max_side_limit"] if limit_type == "min" else None
 
 
 def _det_scale(h: int, w: int, limit_side_len: int, limit_type: str, max_side_limit: int | None = None) -> float:
@@ -32,6 +48,7 @@ def _det_scale(h: int, w: int, limit_side_len: int, limit_type: str, max_side_li
         scale = limit_side_len / max(h, w)
     else:
         raise ValueError(f"limit_type must be one of {LIMIT_TYPES}, got {limit_type!r}")
+    max_side_limit = effective_max_side_limit(limit_type, max_side_limit)
     if max_side_limit and max(h, w) * scale > max_side_limit:
         # PaddleOCR 3.x's guard: a min-side policy never upscales past this, and it also shrinks huge scans
         scale = max_side_limit / max(h, w)
@@ -39,12 +56,12 @@ def _det_scale(h: int, w: int, limit_side_len: int, limit_type: str, max_side_li
 
 
 def det_resize_for_eval(
-    image: np.ndarray, limit_side_len: int = 960, limit_type: str = "max", max_side_limit: int | None = None
+    image: np.ndarray, limit_side_len: int = 736, limit_type: str = "min", max_side_limit: int | None = None
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Resize so the limited side obeys ``limit_side_len`` and both sides are multiples of 32 (the DB
-    network downsamples by 32). ``max_side_limit`` (PaddleOCR 3.x's key; None = no cap) bounds the long side
-    after that, so a min-side policy cannot blow a tall page up. Returns the image and ``(ratio_h, ratio_w)``
-    = resized / original."""
+    network downsamples by 32). ``max_side_limit`` (PaddleOCR 3.x's key) bounds the long side after that, so a
+    min-side policy cannot blow a tall page up; see :func:`effective_max_side_limit` for None and 0. Returns
+    the image and ``(ratio_h, ratio_w)`` = resized / original."""
     h, w = image.shape[:2]
     if h == 0 or w == 0:
         raise ValueError(f"cannot resize an empty image of shape {image.shape}")
@@ -62,7 +79,7 @@ def normalize_det(image: np.ndarray) -> np.ndarray:
 
 
 def det_preprocess(
-    image: np.ndarray, limit_side_len: int = 960, limit_type: str = "max", max_side_limit: int | None = None
+    image: np.ndarray, limit_side_len: int = 736, limit_type: str = "min", max_side_limit: int | None = None
 ) -> tuple[np.ndarray, tuple[int, int, float, float]]:
     """One image → (1×3×H×W float32 tensor data, (src_h, src_w, ratio_h, ratio_w))."""
     if image.ndim == 2:

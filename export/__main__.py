@@ -62,14 +62,15 @@ def _export_qat(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) 
               "accuracy here; see STACK.md)", file=sys.stderr)
         return 1
     pre = overrides["pre"]
+    from export.inference_yml import DET_PRE_DEFAULTS
     from export.outdir import publish, staged
 
     replacing = Path(args.out).is_dir() and any(Path(args.out).iterdir())
     try:
         with staged(args.out) as tmp:
             report = export_qat_checkpoint(args.task, args.checkpoint, tmp, post_params=overrides["post"] or None,
-                                           limit_side_len=int(pre.get("limit_side_len", 960)),
-                                           limit_type=str(pre.get("limit_type", "max")))
+                                           limit_side_len=int(pre.get("limit_side_len", DET_PRE_DEFAULTS["limit_side_len"])),
+                                           limit_type=str(pre.get("limit_type", DET_PRE_DEFAULTS["limit_type"])))
             if report.get("ok") or not replacing:
                 publish(tmp, args.out)
     except Exception as exc:  # noqa: BLE001 -- one clear line for any failure

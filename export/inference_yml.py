@@ -23,6 +23,7 @@ import yaml
 
 from datasets.charset import (CHARSET_FILE, INFERENCE_OWN_SECTION, INFERENCE_YML, Charset, CharsetError,
                               charset_from_inference_doc)
+from datasets.resize import DET_RESIZE_DEFAULTS, effective_max_side_limit
 
 __all__ = [
     "INFERENCE_YML", "OWN_SECTION", "CHARSET_FILE", "DET_POST_DEFAULTS", "DET_PRE_DEFAULTS", "REC_PRE_DEFAULTS",
@@ -36,7 +37,7 @@ DET_POST_DEFAULTS: dict[str, Any] = {
     "thresh": 0.3, "box_thresh": 0.6, "max_candidates": 1000, "unclip_ratio": 1.5,
     "use_dilation": False, "score_mode": "fast", "box_type": "quad",
 }
-DET_PRE_DEFAULTS: dict[str, Any] = {"limit_side_len": 960, "limit_type": "max"}
+DET_PRE_DEFAULTS: dict[str, Any] = dict(DET_RESIZE_DEFAULTS)  # one policy for eval and serving: datasets.resize
 REC_PRE_DEFAULTS: dict[str, Any] = {"image_shape": [3, 48, 320]}
 CLS_DEFAULTS: dict[str, Any] = {"image_shape": [3, 48, 192], "label_list": ["0", "180"], "thresh": 0.9}
 
@@ -69,8 +70,9 @@ class InferenceSpec:
 # --------------------------------------------------------------------------------------------- writing
 def _det_transform_ops(limit_side_len: int, limit_type: str, max_side_limit: int | None = None) -> list[dict]:
     resize: dict[str, Any] = {"limit_side_len": int(limit_side_len), "limit_type": str(limit_type)}
-    if max_side_limit:  # PaddleOCR 3.x / PaddleX read this key; PaddleOCR 2.x ignores it
-        resize["max_side_limit"] = int(max_side_limit)
+    cap = effective_max_side_limit(str(limit_type), max_side_limit)
+    if cap:  # written out so PaddleOCR 3.x / PaddleX (default 4000) apply ours; PaddleOCR 2.x ignores the key
+        resize["max_side_limit"] = cap
     return [
         {"DecodeImage": {"img_mode": "BGR", "channel_first": False}},
         {"DetResizeForTest": resize},
@@ -161,6 +163,7 @@ def _det_pre(ops: list) -> dict[str, Any]:
     pre = dict(DET_PRE_DEFAULTS)
     args = _op_args(ops, "DetResizeForTest")
     if args:
+        pre.pop("max_side_limit")  # a yml that names its policy gets a cap only if it states one
         if "resize_long" in args:  # PaddleX's spelling
             pre = {"limit_side_len": int(args["resize_long"]), "limit_type": "resize_long"}
         if "limit_side_len" in args:

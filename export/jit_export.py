@@ -253,15 +253,17 @@ def _export_into(out_dir: Path, task: str, source: str | os.PathLike, *, post_pa
     extra = {"arch": model_cfg.get("arch"), "model_cfg": _jsonable(model_cfg), "provenance": _jsonable(provenance),
              "paddle_version": paddle.__version__, "program_fixes": {"folded_bias_reshapes": folded}}
     if task == "det":
-        from export.inference_yml import DET_POST_DEFAULTS
+        from export.inference_yml import DET_POST_DEFAULTS, DET_PRE_DEFAULTS
 
         serving = provenance.get("serving") or {}
         post = {k: v for k, v in (serving.get("postprocess") or {}).items() if k in DET_POST_DEFAULTS}
         post.update(post_params or {})
         resize = serving.get("eval_resize") or {}
         write_inference_yml(out_dir, "det", model_name=model_name, post_params=post,
-                            limit_side_len=int(limit_side_len or resize.get("limit_side_len") or 960),
-                            limit_type=str(limit_type or resize.get("limit_type") or "max"), extra=extra)
+                            limit_side_len=int(limit_side_len or resize.get("limit_side_len")
+                                               or DET_PRE_DEFAULTS["limit_side_len"]),
+                            limit_type=str(limit_type or resize.get("limit_type") or DET_PRE_DEFAULTS["limit_type"]),
+                            extra=extra)
     else:
         min_width = fixed_width or int(_find(model_cfg, "input.min_width") or 320)
         if fixed_width:

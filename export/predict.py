@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-quality-check", action="store_true", help="skip the blur/exposure pre-check")
     p.add_argument("--min-sharpness", type=float, default=defaults.min_sharpness,
                    help=f"blur limit: variance of Laplacian at ≤960 px (default {defaults.min_sharpness})")
-    p.add_argument("--limit-side-len", type=int, help="det side limit (default from inference.yml, else 960)")
-    p.add_argument("--limit-type", choices=["max", "min", "resize_long"], help="det limit type (default max)")
+    p.add_argument("--limit-side-len", type=int, help="det side limit (default from inference.yml, else 736 min-side)")
+    p.add_argument("--limit-type", choices=["max", "min", "resize_long"], help="det limit type (default from inference.yml, else min)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--no-mkldnn", action="store_true", help="disable oneDNN on CPU")
     p.add_argument("--gpu", action="store_true", help="run on the GPU (needs a CUDA build of Paddle)")

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from datasets.charset import Charset
-from datasets.resize import det_preprocess, rec_resize_norm
+from datasets.resize import det_preprocess, effective_max_side_limit, rec_resize_norm
 from export.engine import RuntimeOptions, create_engine
 from export.inference_yml import DET_POST_DEFAULTS, InferenceSpec, read_inference_yml
 from export.pretrained import pretrained_model_dir
@@ -66,7 +66,7 @@ class DetPredictor:
 
     ``post_cfg`` overrides the post-process parameters from ``inference.yml`` (PaddleOCR's serving defaults for
     directories without one); ``limit_side_len``/``limit_type``/``max_side_limit`` likewise override the yml's
-    ``DetResizeForTest`` (``max_side_limit`` 0 = no cap)."""
+    ``DetResizeForTest`` (``max_side_limit`` 0 = no cap; unset, :func:`datasets.resize.effective_max_side_limit`)."""
 
     def __init__(self, model_dir: PathLike | None = None, post_cfg: Mapping[str, Any] | None = None,
                  limit_side_len: int | None = None, limit_type: str | None = None,
@@ -76,7 +76,7 @@ class DetPredictor:
         self.limit_side_len = int(limit_side_len or self.spec.pre["limit_side_len"])
         self.limit_type = str(limit_type or self.spec.pre["limit_type"])
         cap = self.spec.pre.get("max_side_limit") if max_side_limit is None else max_side_limit
-        self.max_side_limit = int(cap) if cap else None
+        self.max_side_limit = effective_max_side_limit(self.limit_type, cap)
         post = {**DET_POST_DEFAULTS, **self.spec.post, **dict(post_cfg or {})}
         self.postprocess = DBPostProcess(**{k: post[k] for k in DET_POST_DEFAULTS})
         self.engine = create_engine(self.model_dir, _runtime_opts(runtime_opts))

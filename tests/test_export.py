@@ -66,7 +66,8 @@ def test_onnx_parity(exported, task):
 def test_inference_yml_of_exports(exported):
     det = read_inference_yml(exported["det"])
     assert det.task == "det" and det.model_name == "PP-OCRv4_mobile_det"
-    assert det.pre == {"limit_side_len": 960, "limit_type": "max"} and det.post["box_thresh"] == 0.6
+    assert det.pre == {"limit_side_len": 736, "limit_type": "min", "max_side_limit": 2048}
+    assert det.post["box_thresh"] == 0.6
     rec = read_inference_yml(exported["rec"])
     assert rec.task == "rec" and rec.model_name == "PP-OCRv4_mobile_rec"
     assert rec.charset.sha256 == Charset.default().sha256 and rec.pre["image_shape"] == [3, 48, 320]
@@ -85,7 +86,7 @@ def test_inference_yml_round_trip(tmp_path):
                         limit_side_len=1280, limit_type="min")
     det = read_inference_yml(tmp_path / "d")
     assert det.post["box_thresh"] == 0.5 and det.post["unclip_ratio"] == 2.0 and det.post["thresh"] == 0.3
-    assert det.pre == {"limit_side_len": 1280, "limit_type": "min"}
+    assert det.pre == {"limit_side_len": 1280, "limit_type": "min", "max_side_limit": 2048}  # a min policy writes its cap
     with pytest.raises(InferenceYmlError, match="det model"):
         read_inference_yml(tmp_path / "d", "rec")
 
@@ -204,7 +205,7 @@ def test_evaluate_exported_models(exported, tmp_path):
     det_data = generate_det_dataset(tmp_path / "det", 3, kind="invoice", seed=3)
     det = evaluate_model("det", exported["det"], f"icdar2015:{det_data}")
     assert det["hmean"] > 0.8 and det["num_images"] == 3 and det["latency_ms"] > 0
-    assert det["postprocess"]["box_thresh"] == 0.6 and det["postprocess"]["limit_side_len"] == 960
+    assert det["postprocess"]["box_thresh"] == 0.6 and det["postprocess"]["limit_side_len"] == 736
     label = generate_rec_dataset(tmp_path / "rec", 12, seed=4)
     assert main(["rec", "--model", str(exported["rec"]), "--data", f"ppocr-rec:{label}",
                  "--json", str(tmp_path / "rec.json")]) == 0

@@ -165,7 +165,7 @@ def test_identical_to_paddleocr_text_system(tmp_path):
     args.det_model_dir, args.rec_model_dir = str(pretrained_model_dir("det")), str(pretrained_model_dir("rec"))
     args.rec_char_dict_path, args.use_gpu, args.show_log, args.enable_mkldnn = str(pretrained_dict_path()), False, False, False
     paddleocr = TextSystem(args)
-    ours = OCRPipeline(runtime_opts={"enable_mkldnn": False})
+    ours = OCRPipeline(limit_side_len=960, limit_type="max", runtime_opts={"enable_mkldnn": False})  # 2.10 defaults
     generate_det_dataset(tmp_path, 3, kind="scene", seed=7, shift=True)
     images = [read_image(p) for p in sorted(glob.glob(str(tmp_path / "**" / "*.jpg"), recursive=True))]
     images.append(cv2.rotate(images[0], cv2.ROTATE_90_CLOCKWISE))  # vertical lines: crops turned 90°

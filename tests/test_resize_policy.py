@@ -20,7 +20,9 @@ def test_max_never_upscales_and_min_upscales_small_photos():
     assert _shape(430, 300, 960, "max") == (416, 288)                  # rounded to 32, not enlarged
     assert _shape(430, 300, 736, "min") == (1056, 736)                 # short side brought to 736
     assert _shape(3508, 2480, 960, "max") == (960, 672)                # A4 300 dpi shrunk to 960
-    assert _shape(3508, 2480, 736, "min") == (3520, 2496)              # min never shrinks
+    assert _shape(3508, 2480, 736, "min", 0) == (3520, 2496)           # min never shrinks (0 = no cap)
+    assert _shape(3508, 2480, 736, "min") == (2048, 1440)              # ... but unset, min gets the default cap
+    assert _shape(5000, 6000, 4000, "max") == (3328, 4000)             # max: no default cap
 
 
 @pytest.mark.parametrize("h,w,side,ltype,cap", [
@@ -34,8 +36,18 @@ def test_cap_bounds_the_long_side_and_sides_are_multiples_of_32(h, w, side, ltyp
     assert abs(rh / h - rw / w) < 0.1  # aspect kept up to the rounding
 
 
+def test_default_policy_is_the_measured_one_and_conf_uses_it():
+    from datasets.resize import DET_RESIZE_DEFAULTS
+    from export.inference_yml import DET_PRE_DEFAULTS
+
+    assert DET_RESIZE_DEFAULTS == DET_PRE_DEFAULTS == {"limit_side_len": 736, "limit_type": "min",
+                                                       "max_side_limit": 2048}
+    resize = _eval_resize()
+    assert {k: resize[k] for k in ("limit_side_len", "limit_type")} == {"limit_side_len": 736, "limit_type": "min"}
+
+
 def test_cap_only_acts_when_needed():
-    assert _shape(430, 300, 736, "min", 2048) == _shape(430, 300, 736, "min")
+    assert _shape(430, 300, 736, "min", 2048) == _shape(430, 300, 736, "min", 0)
     assert _shape(3508, 2480, 736, "min", 2048) == (2048, 1440)        # 2480*2048/3508 = 1448 -> 1440
 
 
@@ -46,10 +58,17 @@ def test_inference_yml_round_trip_carries_the_policy(tmp_path):
     ops = read_inference_yml(tmp_path / "a").raw["PreProcess"]["transform_ops"]
     assert {"limit_side_len": 736, "limit_type": "min", "max_side_limit": 2048} in [o.get("DetResizeForTest")
                                                                                   for o in ops if isinstance(o, dict)]
-    # without a cap the op is exactly PaddleOCR 2.x's (no key it does not know)
+    # a max policy has no cap: the op is exactly PaddleOCR 2.x's (no key it does not know)
     write_inference_yml(tmp_path / "b", "det", limit_side_len=960, limit_type="max")
     assert read_inference_yml(tmp_path / "b").pre == {"limit_side_len": 960, "limit_type": "max"}
     assert "max_side_limit" not in (tmp_path / "b" / "inference.yml").read_text()
+    # the default export writes the default policy with its cap spelled out (PaddleOCR 3.x would use 4000)
+    write_inference_yml(tmp_path / "c", "det")
+    assert read_inference_yml(tmp_path / "c").pre == {"limit_side_len": 736, "limit_type": "min",
+                                                      "max_side_limit": 2048}
+    # a dir without inference.yml serves with the default policy too
+    assert read_inference_yml(tmp_path / "none", "det").pre == {"limit_side_len": 736, "limit_type": "min",
+                                                                "max_side_limit": 2048}
 
 
 def _eval_resize() -> dict:

@@ -238,8 +238,8 @@ def _known_harmless_save_messages():
 
 # --------------------------------------------------------------------------------------------- export
 def export_qat_checkpoint(task: str, checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *,
-                          post_params: Mapping[str, Any] | None = None, limit_side_len: int = 960,
-                          limit_type: str = "max", num_threads: int | None = None) -> dict[str, Any]:
+                          post_params: Mapping[str, Any] | None = None, limit_side_len: int = 736,
+                          limit_type: str = "min", num_threads: int | None = None) -> dict[str, Any]:
     """QAT checkpoint → INT8 inference directory with ``inference.yml`` (serving pre/post-process, charset,
     ``quantization`` section) and ``parity.json`` (dygraph QAT vs oneDNN INT8).
 
