@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set everything up, then run the test suite (default: everything not marked slow, ~8 min on 2 cores).
+# Set everything up, then run the test suite (default: everything not marked slow, ~18 min on 2 cores).
 #   bash scripts/test.sh            # default suite
 #   bash scripts/test.sh --slow     # only the long end-to-end tests
 #   bash scripts/test.sh -k export  # any further pytest arguments
