@@ -17,6 +17,8 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from training.diskspace import free_space, probe_write
+
 __all__ = ["CONF_DIR", "UserError", "run_entry", "precheck_overrides", "missing_keys"]
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -174,9 +176,6 @@ def precheck_overrides(config_name: str, overrides: list[str], multirun: bool = 
 def check_run_dir_writable(config_name: str, argv: list[str]) -> None:
     """Hydra writes ``.hydra/`` and its log into the run dir before the task starts, so a read-only or full disk
     there ended in Hydra's traceback. Probe the dir first: one line naming it, the reason and the space left."""
-    import shutil
-    import tempfile
-
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -191,17 +190,10 @@ def check_run_dir_writable(config_name: str, argv: list[str]) -> None:
     finally:
         GlobalHydra.instance().clear()
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".probe-") as fh:
-            fh.write(b"\0" * 4096)
-            fh.flush()
+        probe_write(run_dir)
     except OSError as exc:
-        probe = run_dir
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        free = f"{shutil.disk_usage(probe).free / 2**20:.0f} MB free on that disk" if probe.exists() else ""
         raise UserError(f"cannot write the run directory {run_dir} (hydra.run.dir): "
-                        f"{exc.strerror or exc}; {free}") from None
+                        f"{exc.strerror or exc}; {free_space(run_dir)} free on that disk") from None
 
 
 def _wants_only_config(argv: list[str]) -> bool:

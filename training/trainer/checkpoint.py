@@ -51,6 +51,8 @@ from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 import paddle
 from paddle.base import core
 
+from training.diskspace import free_space
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "Checkpoint",
@@ -88,22 +90,6 @@ def _short(exc: BaseException) -> str:
     """First line of an exception, capped: Paddle's and pickle's messages can be screens long."""
     text = (str(exc).strip().splitlines() or [""])[0].strip()
     return (text[:160] + "…") if len(text) > 160 else (text or type(exc).__name__)
-
-
-def free_space(path: Path) -> str:
-    """Free space on the disk holding ``path`` (or its nearest existing parent), human readable."""
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        free = shutil.disk_usage(probe).free
-    except OSError:
-        return "unknown"
-    for unit in ("B", "KB", "MB", "GB"):
-        if free < 1024 or unit == "GB":
-            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
-        free /= 1024
-    return "unknown"  # pragma: no cover
 
 
 def write_error(exc: OSError, what: str, where: Path, previous: str) -> CheckpointWriteError:

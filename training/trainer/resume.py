@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from training.diskspace import probe_write
 from training.trainer.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -89,12 +89,8 @@ def _option(cfg: Mapping[str, Any] | Any, key: str, default: Any = None) -> Any:
 
 def check_writable(run_dir: str | Path) -> None:
     """Create ``run_dir/checkpoints`` and write a probe file there; a read-only or full disk is one line."""
-    root = Path(run_dir) / "checkpoints"
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".probe-") as fh:
-            fh.write(b"\0" * 4096)
-            fh.flush()
+        probe_write(Path(run_dir) / "checkpoints")
     except OSError as exc:
         raise write_error(exc, "the run directory", Path(run_dir), "Nothing was changed.") from None
 
