@@ -9,7 +9,7 @@ Each step runs only when the run needs it, and a step that fails raises
 
 * **export** — the best checkpoint to ``<run>/export``: a QAT checkpoint as an INT8 directory (what
   ``python -m export det --checkpoint <qat run>/checkpoints/best`` does), any other with the FP32 exporter.
-* **int8_report** — QAT runs with ``registry.int8_report.enabled``: the INT8 export next to its FP32 parent,
+* **int8_report** — QAT and PTQ runs with ``registry.int8_report.enabled``: the INT8 export next to its FP32 parent,
   both through the serving code on the run's eval split (metrics, delta, latency at batch 1 and 8, sizes);
   a table on stderr, ``<run>/int8/int8_vs_fp32.json``, metrics and JSON in the MLflow run. A registry parent
   (``model.pretrained=models:/…``) is compared through the copy the run downloaded.
@@ -161,6 +161,15 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ register
+def _quant_tags(trained: TrainedRun) -> dict[str, str]:
+    """How an INT8 version was made (``quant.method``: qat or ptq) and its config name, so a PTQ model and a
+    QAT model of the same parent can be told apart in the registry."""
+    config = dict((trained.quant_block or {}).get("config") or {})
+    if not config:
+        return {}
+    return {"quant.method": str(config.get("method") or "qat"), "quant.config": str(config.get("name") or "-")}
+
+
 def _register(cfg: DictConfig, trained: TrainedRun, model_dir: Path) -> dict[str, Any]:
     """A new version of ``ocr-det``/``ocr-rec``; metrics of record from ``export.evaluate`` on the eval split."""
     from registry import lineage as L
@@ -172,7 +181,7 @@ def _register(cfg: DictConfig, trained: TrainedRun, model_dir: Path) -> dict[str
         reg_cfg["tracking_uri"] = cfg.tracking.tracking_uri  # one store for runs and versions
     result = register_model(trained.task, model_dir, eval_data=trained.eval_spec, source_run_id=trained.run_id,
                             train_digest=trained.train_data.digest["digest"], train_size=len(trained.train_data.samples),
-                            cfg=RegistryConfig.from_mapping(reg_cfg))
+                            cfg=RegistryConfig.from_mapping(reg_cfg), extra_tags=_quant_tags(trained))
     log.info("registered %s version %s", result.name, result.version)
     return {"registered_model": result.name, "version": result.version, "export_dir": str(model_dir),
             "quantized": result.tags.get(L.TAG_QUANTIZED), "fp32_parent_version": result.tags.get(L.TAG_FP32_PARENT)}

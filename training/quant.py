@@ -84,14 +84,17 @@ class QuantConfig:
     quantizable_layer_type: tuple[str, ...] = ("Conv2D", "Linear")
     skip: tuple[str, ...] = ()
     fold_affine: bool = False
+    calib_batches: int = 32  # method ptq: training batches that calibrate the activation observers
     name: str = ""
 
     def __post_init__(self) -> None:
         if not self.enabled:
             return
-        if self.method != "qat":
-            raise QuantConfigError(f"quant.method={self.method!r}: only 'qat' (PaddleSlim quantization-aware "
-                                   "training) is implemented")
+        if self.method not in ("qat", "ptq"):
+            raise QuantConfigError(f"quant.method={self.method!r}: use 'qat' (quantization-aware training) or 'ptq' "
+                                   "(post-training calibration, training/ptq.py)")
+        if self.method == "ptq" and int(self.calib_batches) < 1:
+            raise QuantConfigError(f"quant.calib_batches={self.calib_batches}: PTQ needs at least one batch")
         if self.weight_quantize_type not in ("channel_wise_abs_max", "abs_max"):
             raise QuantConfigError(f"quant.weight_quantize_type={self.weight_quantize_type!r}: use "
                                    "channel_wise_abs_max (recommended) or abs_max")
@@ -139,7 +142,7 @@ class QuantConfig:
                     data[key] = (value,)
                 else:
                     data[key] = tuple(str(v) for v in value)
-        for key in ("weight_bits", "activation_bits"):
+        for key in ("weight_bits", "activation_bits", "calib_batches"):
             if key in data:
                 data[key] = int(data[key])
         if "moving_rate" in data:
@@ -537,7 +540,8 @@ class QATSession:
         """Flat params for MLflow (the choice of quantized layers is recorded, per the issue)."""
         cfg = self.config
         parent = self.block.get("parent") or {}
-        return {"quant.enabled": True, "quant.precision": "int8", "quant.weight": cfg.weight_quantize_type,
+        return {"quant.enabled": True, "quant.precision": "int8", "quant.method": cfg.method,
+                "quant.weight": cfg.weight_quantize_type,
                 "quant.activation": cfg.activation_quantize_type, "quant.pact": cfg.use_pact,
                 "quant.fold_affine": cfg.fold_affine, "quant.skip": ",".join(cfg.skip) or "-",
                 "quant.skipped_layers": ",".join(self.block.get("skipped_layers", [])) or "-",

@@ -108,7 +108,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     log.info(train_data.describe())
     summary, after, failure = _train(cfg, task, built, train_data, eval_data, evaluator)
     result = {"task": task.name, **{k: summary.get(k) for k in _RESULT_KEYS}, "final": summary.get("final_metrics"),
-              **after}
+              **({"ptq": summary["ptq"]} if "ptq" in summary else {}), **after}
     if failure is not None:
         result["failed_step"] = failure.step
     print_result(result)
@@ -122,6 +122,7 @@ def _train(cfg: DictConfig, task: Task, built: BuiltModel, train_data: Any, eval
     """Train with the shared trainer and track it; on rank 0 log pictures and run the after-training step
     while the MLflow run is still open (the INT8 report logs into it). Returns (summary, what the
     after-training step produced, its failure or None)."""
+    from training.ptq import is_ptq, run_ptq
     from training.tracking import build_tracker
     from training.trainer import Trainer
 
@@ -138,7 +139,10 @@ def _train(cfg: DictConfig, task: Task, built: BuiltModel, train_data: Any, eval
     if trainer.start_tracking():
         _log_lineage(trainer.tracker, {"task": task.name, **task.tags(built),
                                        **(qat.tracking_params() if qat else {})}, train_data, eval_data)
-    summary = trainer.fit(end_tracking=False)
+    if is_ptq(qat):  # quant=ptq_int8: calibrate the observers, 0 optimizer steps, then eval and checkpoints
+        summary = run_ptq(trainer, qat.config)
+    else:
+        summary = trainer.fit(end_tracking=False)
     after: dict = {}
     failure: StepFailed | None = None
     if trainer.rank0:
