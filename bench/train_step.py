@@ -3,6 +3,12 @@ into reader / forward / loss / backward / optimizer time, with peak RSS, ours vs
 
 Variants (each case runs each variant in a fresh child process, so peak RSS and start-up settings are its own):
 
+* ``paddleocr`` — PaddleOCR 2.10's own ``tools/train.py`` (from the ``unstructured-paddleocr`` wheel, run
+  unmodified by :mod:`bench.paddleocr_train`): its config for the same PP-OCRv4 mobile model (multi-branch
+  training form), its ``SimpleDataSet`` reader and transforms on PaddleOCR label files written from the same
+  synthetic data, its loop; the same optimizer settings, batch, input size, workers and stock runtime. Step phases
+  come from wrapping its DataLoader, model, loss, ``backward`` and optimizer; its logged ``avg_batch_cost`` is
+  kept as a cross-check.
 * ``baseline`` — the "straightforward PaddleOCR-style pipeline on the same model and batch": PaddleOCR's
   multi-branch training form of the backbone (``backbone_form=train``), a plain loop (forward, loss, backward,
   ``optimizer.step``, ``clear_grad``, ``float()`` of each loss like ``tools/program.py``), stock runtime
@@ -14,16 +20,18 @@ Variants (each case runs each variant in a fresh child process, so peak RSS and 
 * ``--ablate`` adds ``ours:mkl`` and ``ours:mkl,malloc`` (one speed-up at a time); ``ours@2threads`` (2 intra-op
   threads) and ``baseline+tuning`` can be asked for with ``--variants``.
 
-All variants share the reader (``datasets.loaders`` with ``--workers`` processes on synthetic data, augmentation
-from ``conf/aug``), the optimizer (AdamW, grad clip 10, cosine schedule) and random initial weights (speed does
-not depend on their values). ``reader`` is the time the step waited for its batch; ``other`` is what the loop
-does besides the five phases (trainer bookkeeping, ``clear_grad``, schedule). ``cpu s/step`` is this process's
-user+sys CPU time per step — on a busy shared machine it is steadier than wall time. The first ``--warmup``
-steps (allocations, worker start-up) are not counted. ``--rounds N`` repeats each case's variants round robin and
-reports medians over all their timed steps; ``--profile`` runs the timed steps under ``paddle.profiler`` and adds a
-table of where the op time goes (dense/depthwise conv, elementwise, activations, norms, losses, optimizer).
+All variants except ``paddleocr`` share the reader (``datasets.loaders`` with ``--workers`` processes on synthetic
+data, augmentation from ``conf/aug``); all share the optimizer (AdamW, grad clip 10, cosine schedule) and random
+initial weights (speed does not depend on their values). ``reader`` is the time the step waited for its batch;
+``other`` is what the loop does besides the five phases (trainer bookkeeping, ``clear_grad``, schedule).
+``cpu s/step`` is this process's user+sys CPU time per step — on a busy shared machine it is steadier than wall
+time. The first ``--warmup`` steps (allocations, worker start-up) are not counted. ``--rounds N`` repeats each
+case's variants round robin and reports medians over all their timed steps; ``--profile`` runs the timed steps
+under ``paddle.profiler`` and adds a table of where the op time goes (dense/depthwise conv, elementwise,
+activations, norms, losses, optimizer).
 
-    python -m bench.train_step [--quick] [--cases det640x8 rec320x32 …] [--variants baseline before ours …]
+    python -m bench.train_step [--quick] [--cases det640x8 rec320x32 …]
+                               [--variants paddleocr baseline before ours …]
                                [--steps 2] [--warmup 1] [--rounds 1] [--workers 2] [--threads 1] [--ablate]
                                [--profile] [--json FILE]
 """
@@ -86,6 +94,8 @@ CASES: dict[str, Case] = {
 QUICK_CASES = ("det320x2", "rec320x8")
 
 VARIANTS: dict[str, Variant] = {
+    "paddleocr": Variant("train", "paddleocr", "none",
+                         "PaddleOCR 2.10 tools/train.py: its config, reader and loop; train form, stock runtime"),
     "baseline": Variant("train", "plain", "none", "PaddleOCR-style: train form, plain loop, stock runtime"),
     "before": Variant("deploy", "trainer", "none", "ours before issue 9: deploy form, Trainer, stock runtime"),
     "ours:mkl": Variant("deploy", "trainer", "mkl", "deploy form, Trainer, + MKL AVX2 dispatch"),
@@ -96,12 +106,12 @@ VARIANTS: dict[str, Variant] = {
     "baseline+tuning": Variant("train", "plain", "mkl,malloc", "train form, plain loop, MKL + malloc tuning"),
     "ours@2threads": Variant("deploy", "trainer", "all", "ours with 2 intra-op threads (OCR_NUM_THREADS=2)", 2),
 }
-DEFAULT_VARIANTS = ("baseline", "before", "ours")
+DEFAULT_VARIANTS = ("paddleocr", "baseline", "before", "ours")
 ABLATION = ("ours:mkl", "ours:mkl,malloc")
 
 
 # ------------------------------------------------------------------------------------------------ child side
-class _Clock:
+class StepClock:
     """Per-step wall time of each phase, plus the step's total wall and CPU time."""
 
     def __init__(self) -> None:
@@ -146,7 +156,7 @@ class _TimedLoader:
     Everything else (``batch_sampler``, ``dataset``, ``len``) is the wrapped loader's, so the Trainer's epoch and
     resume handling sees the real thing."""
 
-    def __init__(self, loader: Any, clock: _Clock) -> None:
+    def __init__(self, loader: Any, clock: StepClock) -> None:
         self._loader = loader
         self._clock = clock
 
@@ -220,7 +230,7 @@ def _build_model_and_loss(spec: dict[str, Any]) -> tuple[Any, Callable[[Any, Any
     return model, loss_fn
 
 
-def _plain_loop(model: Any, forward_fn: Callable, loss_fn: Callable, loader: Any, clock: _Clock,
+def _plain_loop(model: Any, forward_fn: Callable, loss_fn: Callable, loader: Any, clock: StepClock,
                 total_steps: int) -> dict[str, Any]:
     """PaddleOCR ``tools/program.py``'s inner loop, minus its logging and eval."""
     from training.trainer.optim import build_optimizer
@@ -241,7 +251,7 @@ def _plain_loop(model: Any, forward_fn: Callable, loss_fn: Callable, loader: Any
     return {}
 
 
-def _trainer_loop(model: Any, forward_fn: Callable, loss_fn: Callable, loader: Any, clock: _Clock,
+def _trainer_loop(model: Any, forward_fn: Callable, loss_fn: Callable, loader: Any, clock: StepClock,
                   total_steps: int) -> dict[str, Any]:
     """Our :class:`~training.trainer.Trainer`, its hooks timed; a step ends after the trainer's bookkeeping
     (``_report_step``), so ``other`` holds the trainer's own per-step overhead."""
@@ -315,11 +325,15 @@ def _profile_summary(prof: Any, steps: int) -> dict[str, Any]:
 
 def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one (case, variant) in this process; returns the JSON the parent reads."""
+    if spec["loop"] == "paddleocr":
+        from bench.paddleocr_train import run_tools_train
+
+        return run_tools_train(spec)
     import paddle
 
     from datasets import runtime
 
-    clock = _Clock()
+    clock = StepClock()
     paddle.seed(0)
     loader = _TimedLoader(_build_data(spec), clock)
     model, loss_fn = _build_model_and_loss(spec)
@@ -459,7 +473,7 @@ def _add_ratios(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         by_case.setdefault(row["case"], {})[row["variant"]] = row
     for row in rows:
-        for ref in ("baseline", "before"):
+        for ref in ("paddleocr", "baseline", "before"):
             other = by_case[row["case"]].get(ref)
             if other is not None:
                 row[f"speedup_vs_{ref}"] = round(row["samples_per_s"] / other["samples_per_s"], 3)
@@ -478,18 +492,18 @@ def _print(report: dict[str, Any]) -> None:
     table = Table(title=f"training step (threads {s['threads']}; seconds per step, median of the timed steps "
                         f"of {s['rounds']} round(s))")
     for col in ("case", "variant", "samples/s", "s/step", "reader", "fwd", "loss", "bwd", "optim", "other",
-                "cpu s/step", "peak RSS MB", "× baseline wall/cpu", "× before wall/cpu"):
+                "cpu s/step", "peak RSS MB", "× paddleocr wall/cpu", "× baseline wall/cpu", "× before wall/cpu"):
         table.add_column(col, justify="left" if col in ("case", "variant") else "right")
     for r in report["results"]:
         ph = r["phases_s"]
         table.add_row(f"{r['task']} {r['inputs']} b{r['batch']}", r["variant"], fmt(r["samples_per_s"]),
                       fmt(r["step_s"]), *(fmt(ph[p]) for p in PHASES), fmt(r["cpu_s"]), fmt(r["peak_rss_mb"], 0),
-                      _pair(r, "baseline"), _pair(r, "before"))
+                      _pair(r, "paddleocr"), _pair(r, "baseline"), _pair(r, "before"))
     console.print(table)
     for name, v in report["variants"].items():
         console.print(f"  [bold]{name}[/]: {v['what']}")
-    console.print("  × columns: speed-up over that case's baseline / before row in this run, from wall time "
-                  "(samples/s) and from CPU time per step (steadier when other processes share the cores); "
+    console.print("  × columns: speed-up over that case's paddleocr / baseline / before row in this run, from wall "
+                  "time (samples/s) and from CPU time per step (steadier when other processes share the cores); "
                   f"total bench time {report['total_s']} s")
     for r in report["results"]:
         if "profile" in r:
