@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "DET_MEAN", "DET_STD", "DET_RESIZE_DEFAULTS", "effective_max_side_limit", "det_resize_for_eval",
+    "DET_MEAN", "DET_STD", "LIMIT_TYPES", "DET_RESIZE_DEFAULTS", "effective_max_side_limit", "det_resize_for_eval",
     "normalize_det", "det_preprocess",
     "rec_width_for", "rec_batch_width", "rec_resize_norm", "rec_preprocess_batch",
 ]

@@ -2,12 +2,15 @@
 
 Writes an inference directory (``inference.pdmodel/.pdiparams``, ``inference.yml``, ``charset.txt`` for rec,
 ``parity.json``, and ``model.onnx`` with ``--onnx``). Exit status: 0 exported and parity held; 1 export or parity
-failed (message on stderr, report in DIR/parity.json); 2 usage error, or ``--out`` already holds an export
-(``--overwrite`` replaces it atomically) or anything else (never replaced).
+failed (message on stderr, report in DIR/parity.json), or named pretrained weights are not installed; 2 usage
+error (a bad ``--config`` value included), or ``--out`` already holds an export (``--overwrite`` replaces it
+atomically) or anything else (never replaced).
 
 ``--config`` keys: ``post.<DBPostProcess param>`` (det: thresh, box_thresh, unclip_ratio, max_candidates,
-use_dilation, score_mode, box_type), ``pre.limit_side_len``, ``pre.limit_type``, ``model.<key>`` (model config
-override), ``tolerance``.
+use_dilation, score_mode, box_type), ``pre.limit_side_len``, ``pre.limit_type``, ``pre.max_side_limit`` (the
+long-side cap, an integer >= 32; unset: the checkpoint run's ``eval_resize``, else 2048 for a ``min`` policy and
+none for ``max``), ``model.<key>`` (model config override), ``tolerance``. The ``pre.*`` values are written into
+``inference.yml`` (``DetResizeForTest``), which the predictors read back.
 """
 from __future__ import annotations
 
@@ -19,11 +22,27 @@ from typing import Any, Sequence
 
 from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 
-__all__ = ["main", "parse_overrides"]
+__all__ = ["main", "parse_overrides", "PRE_KEYS"]
+
+#: the det resize keys ``--config pre.*`` takes, each checked like the training config's ``eval_resize`` key
+PRE_KEYS = ("limit_side_len", "limit_type", "max_side_limit")
+
+
+def _check_pre(name: str, value: Any) -> str | None:
+    """One line when ``pre.<name>=value`` is invalid (the rules of :mod:`training.config_schema`, so a value
+    training accepts for ``eval_resize.<name>`` is the value export accepts), else None."""
+    from datasets.resize import LIMIT_TYPES
+    from training.config_schema import SCHEMA, Spec, check_value
+
+    if name == "limit_type":  # serving also knows PaddleX's resize_long
+        return check_value(f"pre.{name}", Spec("choice", choices=LIMIT_TYPES), value)
+    spec = SCHEMA[f"eval_resize.{name}"]
+    return check_value(f"pre.{name}", spec, value)
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``["post.box_thresh=0.5", "tolerance=1e-4"]`` → ``{"post": {"box_thresh": 0.5}, "": {"tolerance": 1e-4}}``."""
+    """``["post.box_thresh=0.5", "tolerance=1e-4"]`` → ``{"post": {"box_thresh": 0.5}, "": {"tolerance": 1e-4}}``.
+    Raises ValueError (one line naming the key) on an unknown key or an invalid ``pre.*`` value."""
     import yaml
 
     out: dict[str, dict[str, Any]] = {"post": {}, "pre": {}, "model": {}, "": {}}
@@ -34,11 +53,28 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
         group, dot, name = key.partition(".")
         if not dot:
             group, name = "", key
-        if group not in out or (group == "" and name != "tolerance"):
-            raise ValueError(f"--config {item!r}: unknown key; use post.*, pre.limit_side_len, pre.limit_type, "
-                             "model.* or tolerance")
-        out[group][name] = yaml.safe_load(raw)
+        if group not in out or (group == "" and name != "tolerance") or (group == "pre" and name not in PRE_KEYS):
+            raise ValueError(f"--config {item!r}: unknown key; use post.*, "
+                             f"{', '.join('pre.' + k for k in PRE_KEYS)}, model.* or tolerance")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        if group == "pre":
+            problem = _check_pre(name, value)
+            if problem:
+                raise ValueError(f"--config {problem}")
+        out[group][name] = value
     return out
+
+
+def _pretrained_errors() -> tuple[type[BaseException], ...]:
+    """Errors meaning named pretrained weights (``ppocrv4_mobile``, ``ppocrv5_mobile``) are not installed or
+    damaged; their messages already name the file and the install command."""
+    from export.pretrained import PretrainedMissingError
+    from training.models.pretrained import PretrainedError
+
+    return PretrainedError, PretrainedMissingError
 
 
 def _is_qat_checkpoint(path: str) -> bool:
@@ -70,7 +106,8 @@ def _export_qat(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) 
         with staged(args.out) as tmp:
             report = export_qat_checkpoint(args.task, args.checkpoint, tmp, post_params=overrides["post"] or None,
                                            limit_side_len=int(pre.get("limit_side_len", DET_PRE_DEFAULTS["limit_side_len"])),
-                                           limit_type=str(pre.get("limit_type", DET_PRE_DEFAULTS["limit_type"])))
+                                           limit_type=str(pre.get("limit_type", DET_PRE_DEFAULTS["limit_type"])),
+                                           max_side_limit=pre.get("max_side_limit"))
             if report.get("ok") or not replacing:
                 publish(tmp, args.out)
     except Exception as exc:  # noqa: BLE001 -- one clear line for any failure
@@ -98,8 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         overrides = parse_overrides(args.config)
-    except ValueError as exc:
-        p.error(str(exc))
+    except ValueError as exc:  # one line, before anything loads
+        print(f"export refused: {exc}", file=sys.stderr)
+        return 2
     from export.outdir import OutDirError, check_out_dir
 
     try:  # before anything loads: a refusal costs nothing
@@ -119,9 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = export_model(
                 args.task, args.checkpoint, args.out, post_params=overrides["post"] or None,
                 limit_side_len=pre.get("limit_side_len"), limit_type=pre.get("limit_type"),
+                max_side_limit=pre.get("max_side_limit"),
                 model_overrides=overrides["model"] or None, onnx=args.onnx,
                 tolerance=float(overrides[""].get("tolerance", DEFAULT_TOLERANCE)), overwrite=args.overwrite)
-    except (ExportError, FileNotFoundError, ValueError) as exc:
+    except (ExportError, FileNotFoundError, ValueError, *_pretrained_errors()) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # an unwritable or full --out: name the place and the space left

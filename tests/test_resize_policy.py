@@ -120,3 +120,132 @@ def test_training_eval_and_serving_feed_the_same_tensor(tmp_path, size):
     np.testing.assert_array_equal(served[0], trained[0])
     expected, _ = det_preprocess(image, resize["limit_side_len"], resize["limit_type"], resize.get("max_side_limit"))
     np.testing.assert_array_equal(served[0], expected)
+
+
+# ---------------------------------------------------------------------------------- the cap as a config key
+def _recording_model(seen: list):
+    """The network's place in det_predict: records the input it is handed, answers an empty probability map."""
+    import paddle
+
+    def model(x):
+        seen.append(tuple(x.shape))
+        return {"maps": paddle.zeros([1, 1, *x.shape[2:]])}
+
+    return model
+
+
+@pytest.mark.parametrize("overrides,long_side", [
+    ([], 2048),                                                        # null: a min policy's default cap
+    (["eval_resize.max_side_limit=1024"], 1024),
+    (["eval_resize.limit_type=max", "eval_resize.limit_side_len=4000"], 3520),  # max: no default cap
+    (["eval_resize.limit_type=max", "eval_resize.limit_side_len=4000", "eval_resize.max_side_limit=1536"], 1536),
+])
+def test_eval_resize_max_side_limit_is_what_training_eval_resizes_to(tmp_path, overrides, long_side):
+    """``eval_resize.max_side_limit`` passes the closed schema and reaches the tensor the evaluator feeds the
+    network (DetTask → DetEvaluator → det_predict), on an A4 page at 300 dpi."""
+    import cv2
+    from types import SimpleNamespace
+
+    from datasets.sample import DetSample
+    from training.cli import precheck_overrides
+    from training.det_task import DetTask
+
+    page = tmp_path / "a4_300dpi.png"
+    cv2.imwrite(str(page), np.full((3508, 2480, 3), 255, np.uint8))
+    cfg = precheck_overrides("det", overrides)
+    task = DetTask(cfg)
+    evaluator = task.evaluator(SimpleNamespace(samples=[DetSample(page)]))
+    seen: list = []
+    evaluator.evaluate(_recording_model(seen))
+    assert max(seen[0][2:]) == long_side
+    assert task.serving()["max_side_limit"] == cfg.eval_resize.max_side_limit  # what an after-training export writes
+
+
+@pytest.mark.parametrize("value,message", [
+    ("0", "eval_resize.max_side_limit=0: must be an integer >= 32 (or null)"),
+    ("16", "eval_resize.max_side_limit=16: must be an integer >= 32 (or null)"),
+    ("abc", "eval_resize.max_side_limit='abc': must be an integer >= 32 (or null)"),
+    ("2048.5", "eval_resize.max_side_limit=2048.5: must be an integer >= 32 (or null)"),
+])
+def test_bad_eval_resize_max_side_limit_is_one_line_exit_2(tmp_path, value, message):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "training.det", "+experiment=smoke",
+                           f"eval_resize.max_side_limit={value}", f"paths.runs={tmp_path / 'runs'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == [f"config error: {message}"], proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def _tiny_det_checkpoint(tmp_path, eval_resize: dict) -> str:
+    """A randomly initialised MobileNetV3 DB checkpoint whose run config carries ``eval_resize`` (fast to export;
+    the values of the weights do not matter for what the export writes)."""
+    from training.models import build_model
+    from training.trainer.checkpoint import save_checkpoint
+
+    cfg = {"task": "det", "arch": "mobilenetv3_db"}
+    state = {"step": 1, "config": {"model": cfg, "eval_resize": eval_resize}, "extra": {}}
+    return str(save_checkpoint(tmp_path / "ck", "best", model=build_model(cfg).state_dict(), state=state))
+
+
+def _export_cli(tmp_path, ckpt: str, name: str, *extra: str) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "export", "det", "--checkpoint", ckpt, "--out", str(tmp_path / name),
+                           *extra], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def _assert_serves_with_cap(model_dir, cap: int) -> None:
+    """inference.yml holds the cap, DetPredictor reads it back, and an A4 300-dpi page reaches the network
+    with its long side at the cap."""
+    from export.predictors import DetPredictor
+
+    spec = read_inference_yml(model_dir)
+    assert spec.pre == {"limit_side_len": 736, "limit_type": "min", "max_side_limit": cap}
+    predictor = DetPredictor(model_dir, runtime_opts={"num_threads": 1})
+    assert predictor.params()["max_side_limit"] == cap
+    served: list = []
+    run = predictor.engine.run
+    predictor.engine.run = lambda batch: served.append(np.array(batch).shape) or run(batch)
+    predictor.predict(np.full((3508, 2480, 3), 255, np.uint8))
+    assert max(served[0][2:]) == cap
+
+
+def test_export_config_pre_max_side_limit_is_written_and_served(tmp_path):
+    """``python -m export det … --config pre.max_side_limit=N`` beats the run's own cap; the export serves with N."""
+    ckpt = _tiny_det_checkpoint(tmp_path, {"limit_side_len": 736, "limit_type": "min", "max_side_limit": 1024})
+    _export_cli(tmp_path, ckpt, "cli", "--config", "pre.max_side_limit=1536")
+    _assert_serves_with_cap(tmp_path / "cli", 1536)
+
+
+@pytest.mark.slow  # a second export (~1 min on a loaded machine)
+def test_export_takes_the_cap_of_the_checkpoints_run(tmp_path):
+    """Without ``--config``, the run's ``eval_resize.max_side_limit`` is what the export serves with."""
+    ckpt = _tiny_det_checkpoint(tmp_path, {"limit_side_len": 736, "limit_type": "min", "max_side_limit": 1024})
+    _export_cli(tmp_path, ckpt, "run")
+    _assert_serves_with_cap(tmp_path / "run", 1024)
+
+
+@pytest.mark.parametrize("item,message", [
+    ("pre.max_side_limit=0", "pre.max_side_limit=0: must be an integer >= 32 (or null)"),
+    ("pre.max_side_limit=big", "pre.max_side_limit='big': must be an integer >= 32 (or null)"),
+    ("pre.limit_side_len=-1", "pre.limit_side_len=-1: must be an integer >= 1"),
+    ("pre.limit_type=square", "pre.limit_type='square': must be one of max, min, resize_long"),
+    ("pre.max_side=2048", "'pre.max_side=2048': unknown key"),
+])
+def test_export_refuses_bad_resize_values_in_one_line(tmp_path, item, message):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "export", "det", "--checkpoint", "ppocrv4_mobile", "--out",
+                           str(tmp_path / "out"), "--config", item], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("export refused: --config ") and message in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -23,10 +23,11 @@ from training.postprocess import DBPostProcess, ctc_greedy_decode, filter_det_bo
 __all__ = ["DetEvaluator", "RecEvaluator", "det_predict", "rec_predict", "rec_line_image"]
 
 
-def det_predict(model, image: np.ndarray, post: DBPostProcess, limit_side_len: int, limit_type: str):
+def det_predict(model, image: np.ndarray, post: DBPostProcess, limit_side_len: int, limit_type: str,
+                max_side_limit: int | None = None):
     """Detections (points, score) of one BGR image, in its own pixel coordinates — the serving post-process,
-    final box filter included."""
-    batch, (src_h, src_w, _, _) = det_preprocess(image, limit_side_len, limit_type)
+    final box filter included. ``max_side_limit``: the long-side cap (None = the policy's default)."""
+    batch, (src_h, src_w, _, _) = det_preprocess(image, limit_side_len, limit_type, max_side_limit)
     with paddle.no_grad():
         prob = model(paddle.to_tensor(batch))["maps"].numpy()[0, 0]
     return filter_det_boxes(post(prob, (src_h, src_w)), src_h, src_w, post.box_type)
@@ -75,17 +76,19 @@ class DetEvaluator:
     """``eval_fn`` for the detector: ICDAR2015 protocol on ``samples``."""
 
     def __init__(self, samples: Sequence[DetSample], post_cfg: Mapping[str, Any], limit_side_len: int = 960,
-                 limit_type: str = "max"):
+                 limit_type: str = "max", max_side_limit: int | None = None):
         self.samples = list(samples)
         self.post = DBPostProcess(**dict(post_cfg))
         self.limit_side_len, self.limit_type = int(limit_side_len), limit_type
+        self.max_side_limit = None if max_side_limit is None else int(max_side_limit)
         self.last_predictions: list[tuple[DetSample, list]] = []
 
     def evaluate(self, model, rank: int = 0, world: int = 1) -> DetMetric:
         metric = DetMetric()
         self.last_predictions = []
         for sample in _shard(self.samples, rank, world):
-            preds = det_predict(model, read_image(sample.image_path), self.post, self.limit_side_len, self.limit_type)
+            preds = det_predict(model, read_image(sample.image_path), self.post, self.limit_side_len, self.limit_type,
+                                self.max_side_limit)
             metric.update([p for p, _ in preds], [i.points for i in sample.instances], [i.ignore for i in sample.instances])
             self.last_predictions.append((sample, preds))
         return metric
