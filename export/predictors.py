@@ -50,7 +50,12 @@ PathLike = str | os.PathLike
 def _resolve(model_dir: PathLike | None, task: str) -> tuple[Path, InferenceSpec]:
     path = Path(model_dir) if model_dir is not None else pretrained_model_dir(task)
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: {task} model directory not found")
+        from training.models.pretrained import PPOCRV5_SOURCE, PRETRAINED_SOURCES
+
+        named = {PPOCRV5_SOURCE, *(name for name, _ in PRETRAINED_SOURCES)}
+        hint = (f"; {path} names weights, which serve once exported: python -m export {task} --checkpoint {path} "
+                "--out DIR" if str(model_dir) in named else "")
+        raise FileNotFoundError(f"{path}: {task} model directory not found{hint}")
     return path, read_inference_yml(path, task)
 
 

