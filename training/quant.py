@@ -43,6 +43,7 @@ __all__ = [
     "quantizable_layers", "SKIP_ALIASES", "mark_skip_layers", "quantize_model", "is_quantized_model", "is_qat_state_dict",
     "quant_block", "checkpoint_quant_block", "read_checkpoint_state", "check_resume", "check_parent",
     "load_parent", "prepare_qat", "QATSession", "build_qat_model", "calibrate_observers",
+    "unbias_activation_quantizers",
 ]
 
 log = logging.getLogger(__name__)
@@ -314,6 +315,7 @@ def quantize_model(model: nn.Layer, qcfg: QuantConfig | Mapping[str, Any]):
     to_wrap = [n for n in quantizable_layers(model, qcfg.quantizable_layer_type) if n not in skipped]
     qat = QAT(config=qcfg.slim_config())
     model = qat.quantize(model)
+    unbias_activation_quantizers(model)
     info = {"skipped_layers": skipped, "quantized_layers": to_wrap, "folded_affine": len(folded)}
     object.__setattr__(model, "_ocr_quant_info", info)
     qat._ocr_qcfg = qcfg.to_dict()  # save_int8_inference records it in quant.json
@@ -602,6 +604,28 @@ def build_qat_model(model_cfg: Mapping[str, Any], block: Mapping[str, Any], weig
                                    f"{extra[:3]}); was the checkpoint made with another quant config or paddleslim?")
         model.set_state_dict(dict(weights))
     return qat, model
+
+
+@paddle.no_grad()
+def unbias_activation_quantizers(model: nn.Layer) -> int:
+    """Start every activation quantizer's moving average empty, as the output observers start; returns how many.
+
+    Why: Paddle's ``FakeQuantMovingAverageAbsMax`` starts with ``state = accum = 1`` — a pseudo-observation of
+    abs-max 1.0 that decays only as ``moving_rate ** steps`` — while the output observers
+    (``MovingAverageAbsMaxScale``) start at 0. PaddleSlim's ONNX-format save drops a conv's input quantizer when
+    its input is another quantized conv's raw output (PP-OCR det: the stride-2 depthwise → pointwise convs, the
+    backbone → neck 1×1 convs) and quantizes that edge with the producer's observer scale instead. After a short
+    QAT the two scales differ: on PP-OCRv5 det, whose stride-2 depthwise outputs peak at ≈0.1–0.25, the input
+    quantizers were still at 0.24–0.37 (pulled toward 1.0) while the observers held the true range, so the INT8
+    program and the fake-quant model quantized those edges 2–4× differently and the parity check failed
+    (bench/RESULTS.md §7). Starting both from zero makes them the same average of the same tensor."""
+    count = 0
+    for layer in model.sublayers():
+        if type(layer).__name__ == "FakeQuantMovingAverageAbsMax":
+            layer._state.set_value(paddle.zeros_like(layer._state))
+            layer._accum.set_value(paddle.zeros_like(layer._accum))
+            count += 1
+    return count
 
 
 @paddle.no_grad()
