@@ -271,8 +271,7 @@ def test_v4_and_v5_registered_side_by_side_and_gated(tmp_path):
 @pytest.mark.slow
 def test_v5_rec_qat_smoke_exports_real_int8(tmp_path):
     """QAT from the v5 weights (default skip list: first conv, CTC fc, backbone SE stay FP32), then the run's own
-    INT8 export and INT8-vs-FP32 report. (v5 *det* QAT trains but its INT8 program fails the export's parity
-    check against the fake-quant model, even with the DB head in FP32: bench/RESULTS.md §7.)"""
+    INT8 export and INT8-vs-FP32 report. (v5 *det* QAT → INT8 parity: tests/test_int8_v5.py, bench/RESULTS.md §7.)"""
     result = _finetune("rec", tmp_path, "quant=qat_int8")
     assert result["status"] == "completed" and result["int8"]["acceptance_ok"]
     report = json.loads(Path(result["int8"]["report"]).read_text(encoding="utf-8"))
