@@ -54,7 +54,8 @@ STATE_FILE = "state.json"
 
 #: fields whose value changes the wrapped network (its layers or state keys): a resume must match them
 STRUCTURAL_FIELDS = ("weight_quantize_type", "activation_quantize_type", "weight_bits", "activation_bits",
-                     "onnx_format", "use_pact", "quantizable_layer_type", "skip", "fold_affine")
+                     "onnx_format", "use_pact", "quantizable_layer_type", "skip", "fold_affine",
+                     "fold_affine_padded")
 
 _LAYER_TYPES: dict[str, type] = {"Conv2D": nn.Conv2D, "Linear": nn.Linear, "Conv2DTranspose": nn.Conv2DTranspose}
 
@@ -85,6 +86,7 @@ class QuantConfig:
     quantizable_layer_type: tuple[str, ...] = ("Conv2D", "Linear")
     skip: tuple[str, ...] = ()
     fold_affine: bool = False
+    fold_affine_padded: bool = False  # also fold the LABs before padded dw convs (approximate; training/quant_fold.py)
     calib_batches: int = 32  # method ptq: training batches that calibrate the activation observers
     name: str = ""
 
@@ -311,6 +313,15 @@ def quantize_model(model: nn.Layer, qcfg: QuantConfig | Mapping[str, Any]):
             folded = fold_affine_blocks(model)
         except ValueError as exc:
             raise QuantConfigError(f"quant.fold_affine: {exc}; QAT runs on the fused (deploy) form, as exported") from None
+    if qcfg.fold_affine_padded:
+        from training.quant_fold import fold_affine_into_padded_dw
+
+        if not qcfg.fold_affine:
+            raise QuantConfigError("quant.fold_affine_padded=true needs quant.fold_affine=true (it folds what that leaves)")
+        try:
+            folded += fold_affine_into_padded_dw(model)
+        except ValueError as exc:
+            raise QuantConfigError(f"quant.fold_affine_padded: {exc}") from None
     skipped = mark_skip_layers(model, qcfg.skip, qcfg.quantizable_layer_type)
     to_wrap = [n for n in quantizable_layers(model, qcfg.quantizable_layer_type) if n not in skipped]
     qat = QAT(config=qcfg.slim_config())

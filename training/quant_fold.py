@@ -27,7 +27,7 @@ from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 import paddle
 from paddle import nn
 
-__all__ = ["fold_affine_blocks", "count_affine_blocks"]
+__all__ = ["fold_affine_blocks", "count_affine_blocks", "fold_affine_into_padded_dw"]
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +108,51 @@ def _padding(conv: nn.Conv2D) -> list[int]:
     if isinstance(pad, str):
         return [0] if pad.upper() == "VALID" else [1]
     return [int(p) for p in (pad if not isinstance(pad[0], (list, tuple)) else [q for pair in pad for q in pair])]
+
+
+# --------------------------------------------------------------------------------------------- padded (approximate)
+def _backbone_blocks(model: nn.Layer) -> list[tuple[str, nn.Layer, bool]]:
+    """PPLCNetV3 blocks in execution order as ``(name, block, output_is_a_tap)``: a det backbone hands the
+    last block of stages 3–6 to the neck too, so that output must keep its value."""
+    backbone = getattr(model, "backbone", None)
+    out: list[tuple[str, nn.Layer, bool]] = []
+    for stage in ("blocks2", "blocks3", "blocks4", "blocks5", "blocks6"):
+        blocks = list(getattr(backbone, stage, None) or [])
+        for i, block in enumerate(blocks):
+            tap = bool(getattr(backbone, "det", False)) and stage != "blocks2" and i == len(blocks) - 1
+            out.append((f"backbone.{stage}.{i}", block, tap))
+    return out
+
+
+def fold_affine_into_padded_dw(model: nn.Layer) -> list[str]:
+    """Fold the activation LAB that feeds the *next* block's padded depthwise conv into that conv, in place
+    (``quant.fold_affine_padded``; run after :func:`fold_affine_blocks`).
+
+    Why: these are the LABs the exact fold must leave (PP-OCRv4 det: 10, rec: 12), and each one costs an INT8
+    → FP32 → INT8 round trip per block in the oneDNN program (conv with FP32 output, FP32 mul and add, quantize)
+    — about 40 % of the INT8 det time (``ONEDNN_VERBOSE``, RESULTS section 4). Folded, the pointwise conv feeds
+    the depthwise conv in INT8 directly.
+
+    Not exact: ``W∗pad0(s·a + t) = (s·W)∗pad0(a) + t·ΣW`` holds away from the border; on the ``k//2``-pixel
+    border ring the zero padding now stands for ``t`` instead of 0. QAT fine-tunes the folded network, so the
+    saved INT8 program and the dygraph fake-quant model still compute the same function; what it costs against
+    the unfolded FP32 parent is the accuracy of record. Block outputs the det neck also reads are left alone."""
+    blocks = _backbone_blocks(model)
+    folded: list[str] = []
+    for (name, block, tap), (next_name, nxt, _) in zip(blocks, blocks[1:]):
+        lab = getattr(getattr(block.pw_conv, "act", None), "lab", None)
+        if tap or not _is_lab(lab):
+            continue
+        conv = getattr(nxt.dw_conv, "reparam_conv", None)
+        if conv is None or not getattr(nxt.dw_conv, "is_repped", False) or conv.bias is None:
+            raise ValueError(f"{next_name}: fold_affine_padded needs the deploy form (model.backbone_form=deploy)")
+        scale, shift = _scalars(lab)
+        with paddle.no_grad():
+            conv.bias.set_value(conv.bias + shift * conv.weight.sum(axis=[1, 2, 3]))
+            conv.weight.set_value(conv.weight * scale)
+        block.pw_conv.act.lab = nn.Identity()
+        folded.append(f"{name}.pw_conv.act.lab")
+    if folded:
+        log.info("fold_affine_padded: %d activation affine blocks folded into the next depthwise conv "
+                 "(approximate on the border ring)", len(folded))
+    return folded
