@@ -21,6 +21,7 @@ accuracy of a v4 and a v5 row differs only by what the detector found. Models an
 by image, so machine load hits them alike. Prints a table and the JSON result (last stdout line).
 
     python -m bench.resize_policy [--num 8] [--num-300 4] [--threads 2] [--det-models v4,v5] [--json PATH]
+        [--policies "max 960,min 736 cap 2048"] [--classes "720p scene,A4 150dpi"]   # subsets (memory, time)
 
 About 10 minutes at the defaults on 2 shared CPU cores.
 """
@@ -142,14 +143,15 @@ def export_v5_det(out: Path) -> Path:
     return out
 
 
-def _pipelines(det_dirs: dict[str, Path | None], threads: int) -> dict[tuple[str, str], Any]:
+def _pipelines(det_dirs: dict[str, Path | None], threads: int, policies: list[str]) -> dict[tuple[str, str], Any]:
     """One pipeline per (det model, policy), all sharing one PP-OCRv4 rec predictor."""
     from export.pipeline import OCRPipeline
 
     pipes: dict[tuple[str, str], Any] = {}
     shared_rec = None
     for model, det_dir in det_dirs.items():
-        for name, (side, ltype, cap) in POLICIES.items():
+        for name in policies:
+            side, ltype, cap = POLICIES[name]
             pipe = OCRPipeline(det_dir, limit_side_len=side, limit_type=ltype, runtime_opts={"num_threads": threads})
             pipe.det.max_side_limit = cap  # 0 = explicitly no cap (unset, a min policy would get the default cap)
             pipe.det = _TimedDet(pipe.det)
@@ -161,15 +163,19 @@ def _pipelines(det_dirs: dict[str, Path | None], threads: int) -> dict[tuple[str
 
 
 def run_bench(num: int, num_300: int, threads: int, seed: int = 5,
-              det_dirs: dict[str, Path | None] | None = None) -> dict[str, Any]:
+              det_dirs: dict[str, Path | None] | None = None, policies: list[str] | None = None,
+              classes: list[str] | None = None) -> dict[str, Any]:
     """Every size class × det model × policy → metrics (see the module docstring). ``det_dirs``: det model name
-    → inference dir (None = pretrained PP-OCRv4); default v4 only."""
+    → inference dir (None = pretrained PP-OCRv4); default v4 only. ``policies``/``classes``: subsets by name
+    (a class keeps its images whatever else runs: its seed is its position in :data:`SIZE_CLASSES`)."""
     from training.metrics.det_icdar import DetMetric
 
     det_dirs = det_dirs or {"v4": None}
-    pipes = _pipelines(det_dirs, threads)
+    pipes = _pipelines(det_dirs, threads, list(policies or POLICIES))
     rows: list[dict[str, Any]] = []
     for ci, (cname, spec) in enumerate(SIZE_CLASSES.items()):
+        if classes and cname not in classes:
+            continue
         n = num_300 if spec.scale > 1 else num
         acc = {key: {"metric": DetMetric(), "read": 0, "lines": 0, "det_ms": [], "e2e_ms": []} for key in pipes}
         shape = None
@@ -228,14 +234,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--det-models", default="v4", help="comma-separated det models: v4, v5 (default v4)")
     ap.add_argument("--v5-det", type=Path, default=OUT_DIR / "resize_policy" / "ppocrv5_mobile_det",
                     help="PP-OCRv5 det inference dir (exported there by name when missing)")
+    ap.add_argument("--policies", default="", help=f"comma-separated subset of: {', '.join(POLICIES)}")
+    ap.add_argument("--classes", default="", help=f"comma-separated subset of: {', '.join(SIZE_CLASSES)}")
     ap.add_argument("--json", default=None, help="write the result here (default outputs/bench/resize_policy.json)")
     args = ap.parse_args(argv)
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()] or list(POLICIES)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] or list(SIZE_CLASSES)
+    for given, known, flag in ((policies, POLICIES, "--policies"), (classes, SIZE_CLASSES, "--classes")):
+        if any(name not in known for name in given):
+            ap.error(f"{flag} {','.join(given)!r}: use names from {', '.join(known)}")
     models = [m.strip() for m in args.det_models.split(",") if m.strip()]
     unknown = [m for m in models if m not in DET_MODELS]
     if unknown or not models:
         ap.error(f"--det-models {args.det_models!r}: use a comma-separated subset of {', '.join(DET_MODELS)}")
     det_dirs: dict[str, Path | None] = {m: (export_v5_det(args.v5_det) if m == "v5" else None) for m in models}
-    report = run_bench(args.num, args.num_300, args.threads, det_dirs=det_dirs)
+    report = run_bench(args.num, args.num_300, args.threads, det_dirs=det_dirs, policies=policies, classes=classes)
     path = write_json(report, args.json, "resize_policy.json")
     print_table(report)
     print(f"[resize_policy] written {path}", file=sys.stderr)
