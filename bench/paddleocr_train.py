@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import re
 import runpy
 import sys
@@ -277,6 +278,8 @@ def run_tools_train(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": peak_rss_mb(),
         "paddleocr_logged_step_s": costs.step_s[spec["warmup"]:],
         "paddleocr_samples": num_samples,
+        "cpu_tuning": os.environ.get("OCR_CPU_TUNING"),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "timing": "wrapped loop (reader/forward/loss/backward/optimizer hooks); avg_batch_cost from its log "
                   "as a cross-check",
     }
