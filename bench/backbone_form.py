@@ -82,11 +82,11 @@ def _batch(task: str) -> int:
     return int(next(a for a in TASK_ARGS[task] if a.startswith("data.batch_size=")).split("=")[1])
 
 
-def run_one(task: str, form: str, seed: int, steps: int, out: Path) -> dict[str, Any]:
+def run_one(task: str, form: str, seed: int, steps: int, out: Path, overrides: list[str] = ()) -> dict[str, Any]:
     """Fine-tune one (task, form, seed); returns metrics, timing and the run dir."""
     run_dir = out / f"{task}-{form}-s{seed}"
     extra = [f"model.backbone_form={form}", f"seed={seed}", f"trainer.max_steps={steps}",
-             f"trainer.eval_every={max(1, steps // 2)}", f"hydra.run.dir={run_dir}"]
+             f"trainer.eval_every={max(1, steps // 2)}", f"hydra.run.dir={run_dir}", *overrides]
     result, wall, cpu = _run_command(_command(task, extra), out / f"{task}-{form}-s{seed}.log")
     main = "hmean" if task == "det" else "acc"
     return {"task": task, "form": form, "seed": seed, "steps": result.get("steps"),
@@ -103,10 +103,11 @@ def pretrained_metric(task: str, out: Path) -> float:
     return float(result["hmean" if task == "det" else "acc"])
 
 
-def run(tasks: list[str], seeds: list[int], steps: dict[str, int], out: Path,
+def run(tasks: list[str], seeds: list[int], steps: dict[str, int], out: Path, overrides: list[str] = (),
         progress: Callable[[str], None] = lambda _: None, save: Callable[[dict], None] = lambda _: None) -> dict:
     """Every (seed, task, form); the report is saved after each run, so an interrupted bench keeps its rows."""
-    report: dict[str, Any] = {"settings": {"steps": steps, "seeds": seeds, "common": COMMON_ARGS, "tasks": TASK_ARGS},
+    report: dict[str, Any] = {"settings": {"steps": steps, "seeds": seeds, "common": COMMON_ARGS, "tasks": TASK_ARGS,
+                                           "overrides": list(overrides)},
                               "pretrained": {}, "runs": [], "loadavg": []}
     for task in tasks:
         progress(f"{task} pretrained eval …")
@@ -116,7 +117,7 @@ def run(tasks: list[str], seeds: list[int], steps: dict[str, int], out: Path,
         for task in tasks:
             for form in (FORMS if i % 2 == 0 else FORMS[::-1]):
                 progress(f"{task} · {form} · seed {seed} · {steps[task]} steps …")
-                report["runs"].append(run_one(task, form, seed, steps[task], out))
+                report["runs"].append(run_one(task, form, seed, steps[task], out, overrides))
                 report["loadavg"].append(os.getloadavg()[0])
                 save(report)
     report["summary"] = summarise(report)
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--det-steps", type=int, default=40)
     parser.add_argument("--rec-steps", type=int, default=40)
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="more overrides for both forms' training runs, e.g. trainer.freeze_bn=true")
     parser.add_argument("--out", type=Path, help="run dirs and logs (default: a temporary folder, removed)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="default outputs/bench/backbone_form.json")
     args = parser.parse_args(argv)
@@ -181,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         def save(report: dict) -> None:
             path_holder[:] = [write_json(report, args.json, "backbone_form.json")]
 
-        report = run(args.tasks, args.seeds, steps, out.resolve(),
+        report = run(args.tasks, args.seeds, steps, out.resolve(), args.overrides,
                      progress=lambda msg: print(msg, file=sys.stderr, flush=True), save=save)
     _print(report)
     print(f"wrote {path_holder[0]}", file=sys.stderr)
