@@ -88,6 +88,7 @@ class QuantConfig:
     fold_affine: bool = False
     fold_affine_padded: bool = False  # also fold the LABs before padded dw convs (approximate; training/quant_fold.py)
     calib_batches: int = 32  # method ptq: training batches that calibrate the activation observers
+    compact: bool = False  # smaller INT8 files at save: weight-only INT8 for FP32 layers (export/int8/compact.py)
     name: str = ""
 
     def __post_init__(self) -> None:

@@ -187,7 +187,10 @@ def _program_ops(pdmodel_bytes: bytes) -> list[dict[str, Any]]:
 def saved_program_report(model_dir: str | os.PathLike) -> dict[str, Any]:
     """Per conv/linear op of a *saved* program: whether its weight and its input pass through
     ``dequantize_linear`` (i.e. were quantized). Keyed by the weight's variable name; used by the tests to
-    prove a skipped layer has no fake-quant ops around it."""
+    prove a skipped layer has no fake-quant ops around it. A skipped layer whose weight is only *stored* INT8
+    (``weight_only_int8``, :mod:`export.int8.compact`) counts as not quantized: it computes in FP32."""
+    from export.int8.compact import WEIGHT_ONLY_SUFFIX
+
     ops = _program_ops((Path(model_dir) / "inference.pdmodel").read_bytes())
     producer = {name: op["type"] for op in ops for names in op["outputs"].values() for name in names}
     weight_slot = {"conv2d": "Filter", "depthwise_conv2d": "Filter", "conv2d_transpose": "Filter",
@@ -202,9 +205,10 @@ def saved_program_report(model_dir: str | os.PathLike) -> dict[str, Any]:
         w = op["inputs"][slot][0]
         x_slot = "Input" if "Input" in op["inputs"] else "X"
         x = op["inputs"][x_slot][0]
-        w_quant = producer.get(w) == "dequantize_linear"
+        weight_only = w.endswith(WEIGHT_ONLY_SUFFIX)  # stored INT8, computed FP32 (export.int8.compact)
+        w_quant = producer.get(w) == "dequantize_linear" and not weight_only
         weight_name = dequant_src.get(w, w)
-        layers[weight_name] = {"op": op["type"], "weight_quantized": w_quant,
+        layers[weight_name] = {"op": op["type"], "weight_quantized": w_quant, "weight_only_int8": weight_only,
                                "input_quantized": producer.get(x) == "dequantize_linear"}
     counts = Counter(op["type"] for op in ops)
     return {"layers": layers, "op_counts": dict(counts)}
