@@ -33,7 +33,11 @@ DET_RESIZE_DEFAULTS: dict = {"limit_side_len": 736, "limit_type": "min", "max_si
 
 def effective_max_side_limit(limit_type: str, max_side_limit: int | None) -> int | None:
     """The long-side cap actually applied: an explicit value (0 = none); unset, a ``min`` policy gets the
-    default cap (it upscales, so it needs one) and ``max``/``resize_long`` none (their limit bounds the side)."""
+    default cap (it upscales, so it needs one) and ``max``/``resize_long`` none (their limit bounds the side).
+
+    0 is for code (benchmarks measuring "no cap"); the user-facing keys (``eval_resize.max_side_limit``, export's
+    ``pre.max_side_limit``) take an integer >= 32 or null, because the value is written into ``inference.yml``
+    where PaddleOCR 3.x / PaddleX would read a 0 cap as "shrink to nothing"."""
     if max_side_limit is not None:
         return int(max_side_limit) or None
     return DET_RESIZE_DEFAULTS["max_side_limit"] if limit_type == "min" else None
