@@ -72,6 +72,17 @@ def test_typo_gets_a_suggestion_and_negative_steps_no_checkpoint(tmp_path):
     assert not list(tmp_path.rglob("checkpoints"))
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (("quant=ptq_int8", "quant.calib_batches=0"), "quant.calib_batches=0: must be an integer >= 1"),
+    (("quant=qat_int8", "quant.compact=maybe"), "quant.compact='maybe': must be true or false"),
+    (("quant=qat_int8", "quant.fold_affine_padded=2"), "quant.fold_affine_padded=2: must be true or false"),
+])
+def test_quant_keys_are_typed_before_anything_loads(tmp_path, overrides, message):
+    proc = _train("det", *overrides, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"config error: {message}"], proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_every_value_of_a_sweep_is_checked_before_the_first_job(tmp_path):
     proc = _train("det", "-m", "optim.lr=1e-4,-1", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == ["config error: optim.lr=-1: must be a number > 0"]

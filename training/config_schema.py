@@ -120,6 +120,10 @@ SCHEMA: dict[str, Spec] = {
     # long-side cap after the policy; null = the policy's default (datasets.resize.effective_max_side_limit). Not 0:
     # PaddleOCR 3.x / PaddleX read the same key from inference.yml and a 0 cap would shrink every image to nothing
     "eval_resize.max_side_limit": _int(32, nullable=True),
+    "quant.fold_affine": _BOOL,
+    "quant.fold_affine_padded": _BOOL,
+    "quant.compact": _BOOL,
+    "quant.calib_batches": _int(1),
     "tracking.run_name": Spec("str", nullable=True),
     "tracking.max_param_length": _int(1),
     "tracking.http_timeout": _num(0, lo_open=True),
