@@ -651,7 +651,8 @@ def calibrate_observers(model: nn.Layer, batches, forward=None) -> int:
     was_training = model.training
     model.train()
     for layer in model.sublayers():
-        if isinstance(layer, (nn.layer.norm._BatchNormBase, nn.Dropout, nn.Dropout2D)):
+        # nn.BatchNorm (PaddleOCR's DB head) is not a _BatchNormBase: without it calibration moved its statistics
+        if isinstance(layer, (nn.BatchNorm, nn.layer.norm._BatchNormBase, nn.Dropout, nn.Dropout2D)):
             layer.eval()
     count = 0
     try:
