@@ -88,7 +88,8 @@ def test_det_ptq_run_exports_reports_and_registers_int8_without_changing_weights
     saved = {k.replace("._layer._layer.", ".").replace("._layer.", "."): v for k, v in saved.items()}
     compared = 0
     for key, value in parent.state_dict().items():
-        if key in saved:
+        if key in saved and not key.startswith("head.thresh."):  # DB threshold branch: not in the pretrained
+            # export, so each build initialises it at random (STACK.md item 5); inference does not use it
             np.testing.assert_array_equal(np.asarray(saved[key]), value.numpy(), err_msg=key)
             compared += 1
     assert compared >= 0.9 * len(parent.state_dict()), compared
