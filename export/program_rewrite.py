@@ -14,14 +14,62 @@ INT8 chain stays INT8 between convs.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
-from pathlib import Path
+from typing import Any, Iterator
 
 from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 
-__all__ = ["fuse_conv_bias", "CONV_OPS"]
+__all__ = ["fuse_conv_bias", "CONV_OPS", "LoadedProgram", "open_inference_program"]
 
 CONV_OPS = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "depthwise_conv2d_transpose")
+
+
+@dataclasses.dataclass
+class LoadedProgram:
+    """A saved inference program loaded for editing, in a scope of its own (the weights live there)."""
+
+    program: Any
+    scope: Any
+    exe: Any
+    feed_names: list[str]
+    fetch_vars: list[Any]
+
+    @property
+    def block(self) -> Any:
+        return self.program.global_block()
+
+    def save(self, prefix: str | os.PathLike) -> None:
+        """Write the edited program and its weights back to ``prefix`` (``.pdmodel`` + ``.pdiparams``)."""
+        import paddle
+
+        self.program._sync_with_cpp()
+        with paddle.static.scope_guard(self.scope):
+            paddle.static.save_inference_model(str(prefix), [self.block.var(n) for n in self.feed_names],
+                                               self.fetch_vars, self.exe, program=self.program)
+
+
+@contextlib.contextmanager
+def open_inference_program(prefix: str | os.PathLike) -> Iterator[LoadedProgram]:
+    """Load ``prefix.pdmodel/.pdiparams`` in static mode for a program rewrite; dygraph mode is restored after.
+
+    Why one place: every save-time rewrite (conv bias, the INT8 passes, compaction) needs the same dance —
+    static mode on, a private scope so the weights of one model never meet another's, the executor that
+    loaded them to save them again — and getting the mode restore wrong breaks the caller's dygraph model."""
+    import paddle
+
+    was_dynamic = paddle.in_dynamic_mode()
+    paddle.enable_static()
+    try:
+        scope = paddle.static.Scope()
+        with paddle.static.scope_guard(scope):
+            exe = paddle.static.Executor(paddle.CPUPlace())
+            program, feed_names, fetch_vars = paddle.static.load_inference_model(str(prefix), exe)
+            yield LoadedProgram(program, scope, exe, list(feed_names), list(fetch_vars))
+    finally:
+        if was_dynamic:
+            paddle.disable_static()
 
 
 def _producers(block) -> dict[str, object]:
@@ -37,49 +85,35 @@ def fuse_conv_bias(prefix: str | os.PathLike) -> int:
 
     Returns the number of bias adds rewritten (0 leaves the files untouched). Only the exact pattern
     ``conv → elementwise_add(Y = reshape2(persistable 1-D var))`` is changed; anything else is left alone."""
-    import paddle
-
-    prefix = Path(prefix)
-    was_dynamic = paddle.in_dynamic_mode()
-    paddle.enable_static()
-    try:
-        scope = paddle.static.Scope()
-        with paddle.static.scope_guard(scope):
-            exe = paddle.static.Executor(paddle.CPUPlace())
-            program, feed_names, fetch_vars = paddle.static.load_inference_model(str(prefix), exe)
-            block = program.global_block()
-            producers = _producers(block)
-            consumers: dict[str, list] = {}
-            for op in block.ops:
-                for name in op.input_arg_names:
-                    consumers.setdefault(name, []).append(op)
-            rewritten = 0
-            for idx in reversed(range(len(block.ops))):
-                op = block.ops[idx]
-                if op.type != "reshape2":
-                    continue
-                src = op.input("X")[0]
-                var = block._find_var_recursive(src)
-                if var is None or not var.persistable or len(var.shape) != 1:
-                    continue
-                out = op.output("Out")[0]
-                users = consumers.get(out, [])
-                ok = bool(users) and all(
-                    u.type == "elementwise_add" and u.input("Y") == [out]
-                    and getattr(producers.get(u.input("X")[0]), "type", None) in CONV_OPS
-                    for u in users)
-                if not ok:
-                    continue
-                for u in users:
-                    u._rename_input(out, src)
-                    u._set_attr("axis", 1)
-                block._remove_op(idx)
-                rewritten += 1
-            if rewritten:
-                program._sync_with_cpp()
-                feed_vars = [block.var(n) for n in feed_names]
-                paddle.static.save_inference_model(str(prefix), feed_vars, fetch_vars, exe, program=program)
-    finally:
-        if was_dynamic:
-            paddle.disable_static()
+    with open_inference_program(prefix) as loaded:
+        block = loaded.block
+        producers = _producers(block)
+        consumers: dict[str, list] = {}
+        for op in block.ops:
+            for name in op.input_arg_names:
+                consumers.setdefault(name, []).append(op)
+        rewritten = 0
+        for idx in reversed(range(len(block.ops))):
+            op = block.ops[idx]
+            if op.type != "reshape2":
+                continue
+            src = op.input("X")[0]
+            var = block._find_var_recursive(src)
+            if var is None or not var.persistable or len(var.shape) != 1:
+                continue
+            out = op.output("Out")[0]
+            users = consumers.get(out, [])
+            ok = bool(users) and all(
+                u.type == "elementwise_add" and u.input("Y") == [out]
+                and getattr(producers.get(u.input("X")[0]), "type", None) in CONV_OPS
+                for u in users)
+            if not ok:
+                continue
+            for u in users:
+                u._rename_input(out, src)
+                u._set_attr("axis", 1)
+            block._remove_op(idx)
+            rewritten += 1
+        if rewritten:
+            loaded.save(prefix)
     return rewritten

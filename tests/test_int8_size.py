@@ -211,7 +211,11 @@ def test_compact_plain_runtime_and_idempotent(rec_dirs, tmp_path):
     shutil.copytree(d / "compact", tmp_path / "again")
     again = compact_int8_program(tmp_path / "again" / "inference")
     assert again["weight_only"]["layers"] == {} and again["zero_points_removed"] == 0
-    assert again["sizes_after"] == again["sizes_before"]
+    before, after = again["sizes_before"], again["sizes_after"]
+    assert after[".pdiparams"] == before[".pdiparams"]
+    # each save appends one identity output scale named by Paddle's process-wide unique-name counter
+    # (save_infer_model/scale_N.tmp_0), so the program may differ by the digits of N, nothing more
+    assert abs(after[".pdmodel"] - before[".pdmodel"]) <= 8, (before, after)
 
 
 def test_compact_refuses_missing_program(tmp_path):

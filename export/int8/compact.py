@@ -38,6 +38,8 @@ from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 
 import numpy as np
 
+from export.program_rewrite import open_inference_program
+
 __all__ = ["compact_int8_program", "WEIGHT_ONLY_OPS", "WEIGHT_ONLY_SUFFIX", "DEBUG_ATTRS", "MIN_SAVED_BYTES"]
 
 #: op type -> (weight input slot, per-channel axis of the stored weight): the ops whose INT8 weights
@@ -70,8 +72,6 @@ def compact_int8_program(prefix: str | os.PathLike, *, weight_only: bool | Itera
     tensors of the same shape become one. ``strip_debug``: :data:`DEBUG_ATTRS` and the identity output scales
     are dropped and intermediates get short names. Returns what was changed and the file sizes before/after;
     the files are replaced only after the new ones are written. Compacting twice changes nothing more."""
-    import paddle
-
     prefix = Path(prefix)
     for suffix in (".pdmodel", ".pdiparams"):
         if not (prefix.parent / f"{prefix.name}{suffix}").is_file():
@@ -81,30 +81,21 @@ def compact_int8_program(prefix: str | os.PathLike, *, weight_only: bool | Itera
     if unknown:
         raise ValueError(f"weight_only op types {unknown}: only {sorted(WEIGHT_ONLY_OPS)} are dequantized at load")
     before = _sizes(prefix)
-    was_dynamic = paddle.in_dynamic_mode()
-    paddle.enable_static()
-    try:
-        scope = paddle.static.Scope()
-        with paddle.static.scope_guard(scope):
-            exe = paddle.static.Executor(paddle.CPUPlace())
-            program, feed_names, fetch_vars = paddle.static.load_inference_model(str(prefix), exe)
-            block = program.global_block()
-            report: dict[str, Any] = {}
-            if op_types:
-                report["weight_only"] = _weight_only(block, scope, op_types)
-            if share_zero_points:
-                report["zero_points_removed"] = _share_zero_points(block, scope)
-            fetch_names = [v.name for v in fetch_vars]
-            if strip_debug:
-                report["identity_scales_removed"] = _drop_output_scales(block, fetch_names)
-                report["names_shortened"] = _short_names(block, set(feed_names) | set(fetch_names))
-            program._sync_with_cpp()
-            report["debug_attrs_removed"] = _save_replacing(prefix, program, [block.var(n) for n in feed_names],
-                                                            [block.var(n) for n in fetch_names], exe,
-                                                            strip_debug=strip_debug)
-    finally:
-        if was_dynamic:
-            paddle.disable_static()
+    with open_inference_program(prefix) as loaded:
+        block, scope, feed_names = loaded.block, loaded.scope, loaded.feed_names
+        report: dict[str, Any] = {}
+        if op_types:
+            report["weight_only"] = _weight_only(block, scope, op_types)
+        if share_zero_points:
+            report["zero_points_removed"] = _share_zero_points(block, scope)
+        fetch_names = [v.name for v in loaded.fetch_vars]
+        if strip_debug:
+            report["identity_scales_removed"] = _drop_output_scales(block, fetch_names)
+            report["names_shortened"] = _short_names(block, set(feed_names) | set(fetch_names))
+        loaded.program._sync_with_cpp()
+        report["debug_attrs_removed"] = _save_replacing(prefix, loaded.program, [block.var(n) for n in feed_names],
+                                                        [block.var(n) for n in fetch_names], loaded.exe,
+                                                        strip_debug=strip_debug)
     report["sizes_before"], report["sizes_after"] = before, _sizes(prefix)
     return report
 

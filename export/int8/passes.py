@@ -25,12 +25,13 @@ Example::
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 
 import numpy as np
+
+from export.program_rewrite import open_inference_program
 
 __all__ = ["optimize_int8_program", "affine_to_scale", "se_residual_to_mul", "PASSES"]
 
@@ -164,27 +165,12 @@ def optimize_int8_program(prefix: str | os.PathLike, passes: tuple[str, ...] | N
 
     Returns how many places each pass rewrote; the files are saved again only when something changed
     (``save_inference_model`` writes to the same prefix)."""
-    import paddle
-
-    prefix = Path(prefix)
     chosen = tuple(PASSES) if passes is None else tuple(passes)
     unknown = [p for p in chosen if p not in PASSES]
     if unknown:
         raise ValueError(f"unknown INT8 program pass(es) {unknown}; choose from {sorted(PASSES)}")
-    was_dynamic = paddle.in_dynamic_mode()
-    paddle.enable_static()
-    try:
-        scope = paddle.static.Scope()
-        with paddle.static.scope_guard(scope):
-            exe = paddle.static.Executor(paddle.CPUPlace())
-            program, feed_names, fetch_vars = paddle.static.load_inference_model(str(prefix), exe)
-            block = program.global_block()
-            counts = {name: PASSES[name](block, scope) for name in chosen}
-            if any(counts.values()):
-                program._sync_with_cpp()
-                paddle.static.save_inference_model(str(prefix), [block.var(n) for n in feed_names], fetch_vars,
-                                                   exe, program=program)
-    finally:
-        if was_dynamic:
-            paddle.disable_static()
+    with open_inference_program(prefix) as loaded:
+        counts = {name: PASSES[name](loaded.block, loaded.scope) for name in chosen}
+        if any(counts.values()):
+            loaded.save(prefix)
     return counts
