@@ -134,6 +134,7 @@ def test_extended_charset_keeps_old_rows(charset, line_image):
     assert extended.decode(collapsed) == LINE
 
 
+@pytest.mark.slow  # ≈ 3 min of rec training on CPU; bench.charset_extension measures the same at scale
 def test_extended_head_learns_new_characters_and_still_reads_old_text(charset, line_image):
     """The charset-extension promise on the real PP-OCRv4 recogniser: a few dozen fine-tuning steps on lines
     with two new characters make the model emit them, and a line of old characters still reads the same."""
