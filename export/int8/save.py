@@ -46,9 +46,9 @@ from export.int8.runtime import QUANT_SIDECAR, Int8Engine, model_size_bytes
 from export.parity import sample_batch
 from export.int8.passes import optimize_int8_program
 from export.int8.compact import compact_int8_program
-from export.program_rewrite import fuse_conv_bias
+from export.program_rewrite import fuse_conv_bias, open_inference_program
 
-__all__ = ["save_int8_inference", "input_spec_for", "load_qat_checkpoint", "is_qat_checkpoint",
+__all__ = ["save_int8_inference", "linear_layers_to_fp32", "input_spec_for", "load_qat_checkpoint", "is_qat_checkpoint",
            "export_qat_checkpoint", "int8_parity"]
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ def save_int8_inference(qat_obj: Any, model: paddle.nn.Layer, out_prefix: str | 
             paddle.disable_static()
         if pristine is not None:
             qat_obj._model = pristine
-    rewrites = {"conv_bias_fused": fuse_conv_bias(out_prefix) if fix_conv_bias else 0}
+    rewrites = {"linear_fp32": linear_layers_to_fp32(out_prefix),
+                "conv_bias_fused": fuse_conv_bias(out_prefix) if fix_conv_bias else 0}
     if optimize:
         rewrites.update(optimize_int8_program(out_prefix))
     if qcfg.compact if compact is None else compact:
@@ -139,6 +140,68 @@ def save_int8_inference(qat_obj: Any, model: paddle.nn.Layer, out_prefix: str | 
                                                    encoding="utf-8")
     sizes = model_size_bytes(out_prefix.parent) if out_prefix.name == "inference" else {}
     return {**sidecar, "sizes": sizes}
+
+
+#: ops whose weight input ``Y`` is a Linear layer's [in, out] matrix in the saved program
+_LINEAR_OPS = ("matmul_v2", "matmul", "mul")
+
+
+def linear_layers_to_fp32(prefix: str | os.PathLike) -> int:
+    """Make every QAT-quantized Linear layer of the saved program compute in FP32 with its fake-quantized
+    weight; returns how many. Convs are left as they are.
+
+    Why: Paddle 2.6's oneDNN INT8 passes mishandle a per-output-channel quantized [in, out] Linear weight
+    (bench/RESULTS.md §4, PTQ). ``compute_propagate_scales_mkldnn_pass`` takes output channel *c*'s weight scale
+    from the *c*-th run of ``in`` consecutive elements of the row-major matrix, not from column *c*: on
+    PP-OCRv4 rec about half of each fc's channels were clipped (up to 15×) and 6 qkv channels had an all-zero
+    run, scale ``inf``, so they output only the bias. And ``quant_dequant_mkldnn_pass`` dequantizes a *square*
+    [n, n] weight along the input axis. The INT8 program then dropped characters the fake-quant model read
+    (parity agreement 0.33). Here the weight is stored already dequantized (q · scale / 127, what fake quant
+    multiplies by) and the layer's input quantize/dequantize pair is removed, so oneDNN has no input scale and
+    runs the fc in FP32. ``compact`` can still store the non-square ones as weight-only INT8."""
+    from paddle.base import core
+
+    with open_inference_program(prefix) as loaded:
+        block, scope = loaded.block, loaded.scope
+        producer = {name: op for op in block.ops for name in op.output_arg_names}
+        readers: dict[str, int] = {}
+        for op in block.ops:
+            for name in op.input_arg_names:
+                readers[name] = readers.get(name, 0) + 1
+        done = 0
+        for op in list(block.ops):
+            if op.type not in _LINEAR_OPS or not op.input("Y"):
+                continue
+            deq = producer.get(op.input("Y")[0])
+            if deq is None or deq.type != "dequantize_linear":
+                continue
+            weight = deq.input("X")[0]
+            var = block._find_var_recursive(weight)
+            if var is None or not var.persistable or readers.get(deq.output("Y")[0], 0) != 1:
+                continue
+            q = np.array(scope.find_var(weight).get_tensor()).astype(np.float32)
+            scale = np.array(scope.find_var(deq.input("Scale")[0]).get_tensor()).astype(np.float32)
+            shape = [1] * q.ndim
+            shape[int(deq.attr("quant_axis"))] = -1
+            scope.find_var(weight).get_tensor().set((q * scale.reshape(shape) / 127.0).astype(np.float32),
+                                                    paddle.CPUPlace())
+            block.var(weight).desc.set_dtype(core.VarDesc.VarType.FP32)
+            op._rename_input(deq.output("Y")[0], weight)
+            block._remove_op(block.ops.index(deq))
+            x = op.input("X")[0]
+            act_deq = producer.get(x)
+            act_q = None
+            if act_deq is not None and act_deq.type == "dequantize_linear":
+                act_q = producer.get(act_deq.input("X")[0])
+            if act_q is not None and act_q.type == "quantize_linear":
+                op._rename_input(x, act_q.input("X")[0])
+                if readers.get(x, 0) == 1 and readers.get(act_deq.input("X")[0], 0) == 1:
+                    block._remove_op(block.ops.index(act_deq))
+                    block._remove_op(block.ops.index(act_q))
+            done += 1
+        if done:
+            loaded.save(prefix)
+    return done
 
 
 def _qcfg_from_slim(qat_obj: Any) -> dict[str, Any]:
