@@ -138,7 +138,10 @@ def _assert_weight_storage(model_dir: Path, tensors: dict[str, np.ndarray]) -> d
             assert a.dtype == np.int8 and a.nbytes == a.size, name
         else:
             assert a.dtype == np.float32, name
-            assert entry["op"] == "conv2d_transpose" or a.size <= 16 * 3 * 3 * 3, (name, a.shape)
+            # square Linear weights (SVTR proj) stay FP32: oneDNN would dequantize them on the wrong axis
+            # (export.int8.save.linear_layers_to_fp32)
+            square = entry["op"] == "matmul_v2" and a.ndim == 2 and a.shape[0] == a.shape[1]
+            assert entry["op"] == "conv2d_transpose" or square or a.size <= 16 * 3 * 3 * 3, (name, a.shape)
             kept[name] = (entry["op"], a.shape)
     return kept
 
@@ -187,7 +190,9 @@ def test_rec_weight_only_ctc_fc_keeps_decoded_strings(rec_dirs, tmp_path):
     shutil.copytree(rec_dirs["dir"] / "plain", tmp_path / "fc")
     report = compact_int8_program(tmp_path / "fc" / "inference", weight_only=("matmul_v2",))
     layers = report["weight_only"]["layers"]
-    assert [v["shape"] for v in layers.values()] == [[120, 6625]]
+    shapes = [v["shape"] for v in layers.values()]
+    # besides the CTC fc: the SVTR Linear weights, stored FP32 by export.int8.save.linear_layers_to_fp32
+    assert [120, 6625] in shapes and all(s == [120, 6625] or max(s) <= 360 for s in shapes), shapes
     assert report["sizes_before"]["total"] - report["sizes_after"]["total"] > 2_300_000
     ref, got = _run_int8(rec_dirs["dir"] / "plain", batch), _run_int8(tmp_path / "fc", batch)
     assert _texts(got, charset) == _texts(ref, charset)
