@@ -241,13 +241,10 @@ def _export_into(out_dir: Path, task: str, source: str | os.PathLike, *, post_pa
         paddle.jit.save(static, str(out_dir / "inference"))
     except Exception as exc:  # conversion errors name the op; keep that in the message
         raise ExportError(f"paddle.jit.save failed for {model_cfg.get('arch')}: {type(exc).__name__}: {exc}") from exc
-    from export.int8.passes import optimize_int8_program
     from export.program_rewrite import fuse_conv_bias
 
-    try:  # restores oneDNN conv+bias fusion, then the exact element-wise rewrites INT8 gets too (one `scale` per
-        # learnable affine block, x + x·g → x·(g+1)): 10 % faster FP32 det with oneDNN; checked by parity below
+    try:  # restores oneDNN conv+bias fusion; exact, and checked by parity below
         folded = fuse_conv_bias(out_dir / "inference")
-        rewrites = optimize_int8_program(out_dir / "inference")
     except Exception as exc:  # noqa: BLE001 -- Paddle's C++ writer ignores a full disk; reading back notices
         from training.trainer.checkpoint import free_space
 
@@ -257,7 +254,7 @@ def _export_into(out_dir: Path, task: str, source: str | os.PathLike, *, post_pa
 
     model_name = PADDLEX_NAMES.get(str(model_cfg.get("arch")), str(model_cfg.get("arch")))
     extra = {"arch": model_cfg.get("arch"), "model_cfg": _jsonable(model_cfg), "provenance": _jsonable(provenance),
-             "paddle_version": paddle.__version__, "program_fixes": {"folded_bias_reshapes": folded, **rewrites}}
+             "paddle_version": paddle.__version__, "program_fixes": {"folded_bias_reshapes": folded}}
     if task == "det":
         from export.inference_yml import DET_POST_DEFAULTS, DET_PRE_DEFAULTS
 
