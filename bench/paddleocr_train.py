@@ -32,7 +32,7 @@ from typing import Any, Iterator
 import yaml
 
 from bench.common import peak_rss_mb
-from bench.train_step import PHASES, StepClock
+from bench.train_step import PHASES, StepClock, _TimedLoader
 
 __all__ = ["tools_dir", "write_inputs", "paddleocr_config", "run_tools_train", "main"]
 
@@ -138,19 +138,10 @@ def paddleocr_config(spec: dict[str, Any], label: Path, data_dir: Path, work: Pa
             "Train": {"dataset": {**dataset, "transforms": transforms}, "loader": loader}, "Eval": None}
 
 
-class _StepLoader:
+class _StepLoader(_TimedLoader):
     """Wraps PaddleOCR's DataLoader: a step starts when the loop asks for a batch and ends when it asks for the
-    next one (so everything its loop body does — logging, train metric, lr step — is inside the step)."""
-
-    def __init__(self, loader: Any, clock: StepClock) -> None:
-        self._loader = loader
-        self._clock = clock
-
-    def __len__(self) -> int:
-        return len(self._loader)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
+    next one (so everything its loop body does — logging, train metric, lr step — is inside the step).
+    Only the step boundary differs from :class:`bench.train_step._TimedLoader`, whose pass-through it keeps."""
 
     def __iter__(self) -> Iterator[Any]:
         inner = iter(self._loader)

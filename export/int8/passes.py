@@ -60,6 +60,13 @@ def _scalar_param(block, scope, name: str) -> float | None:
     return float(value.reshape(-1)[0]) if value.size == 1 else None
 
 
+def _only_add_reader(consumers: dict[str, list], name: str) -> Any | None:
+    """The ``elementwise_add`` that is the sole reader of ``name``, else None (a rewrite that fuses the producer
+    into that add must not change what any other reader sees)."""
+    users = consumers.get(name, [])
+    return users[0] if len(users) == 1 and users[0].type == "elementwise_add" else None
+
+
 def _index(block, op) -> int:
     return next(i for i, o in enumerate(block.ops) if o is op)
 
@@ -76,10 +83,9 @@ def affine_to_scale(block, scope) -> int:
         if s is None or _scalar_param(block, scope, x) is not None:
             continue
         out = mul.output("Out")[0]
-        users = consumers.get(out, [])
-        if len(users) != 1 or users[0].type != "elementwise_add":
+        add = _only_add_reader(consumers, out)
+        if add is None:
             continue
-        add = users[0]
         other = add.input("Y")[0] if add.input("X")[0] == out else add.input("X")[0]
         t = _scalar_param(block, scope, other)
         if t is None:
@@ -106,10 +112,9 @@ def se_residual_to_mul(block, scope) -> int:
         if len(gshape) != 4 or gshape[2:] != [1, 1] or len(xshape) != 4 or mul.attr("axis") not in (-1, 0):
             continue
         out = mul.output("Out")[0]
-        users = consumers.get(out, [])
-        if len(users) != 1 or users[0].type != "elementwise_add":
+        add = _only_add_reader(consumers, out)
+        if add is None:
             continue
-        add = users[0]
         if sorted([add.input("X")[0], add.input("Y")[0]]) != sorted([x, out]) or add.attr("axis") not in (-1, 0):
             continue
         gate = block.create_var(name=f"{g}.plus_one", shape=gvar.shape, dtype=gvar.dtype)
