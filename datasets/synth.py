@@ -11,6 +11,7 @@ Usage::
 
     python -m datasets.synth --out data/synth --num 50 --format icdar2015 --lang mixed --seed 0
     python -m datasets.synth --out data/rec --num 500 --rec --shift      # rec crops + label.txt
+    python -m datasets.synth --out data/hard --num 200 --rec --text random-rare --seed 5   # charset-extension hard set
 
     from datasets.synth import generate_det_dataset, generate_rec_dataset
     root = generate_det_dataset("data/synth", 50, "rctw17", lang="ch", seed=1)
@@ -32,7 +33,7 @@ from PIL import Image, ImageDraw
 
 from datasets.fonts import FontSpec, available_fonts
 from datasets.sample import RecSample, TextInstance
-from datasets.synth_text import LANGS, make_text
+from datasets.synth_text import LANGS, TEXT_MODES, make_text, random_rare_text
 
 __all__ = [
     "SynthImage", "FORMATS", "render_det_image", "render_rec_line", "generate_det_dataset", "generate_rec_dataset",
@@ -329,17 +330,22 @@ def render_rec_line(
     fonts: list[FontSpec] | None = None,
     max_chars: int = 16,
     insert_chars: str = "",
+    text_mode: str = "corpus",
 ) -> tuple[np.ndarray, str]:
     """One text-line crop (BGR uint8) and its transcription, with loose margins, a small tilt and the
     style's degradations, as a recogniser sees crops cut from detections.
 
     ``insert_chars``: put 1-2 of these characters at random places in every line — training lines for
-    characters a charset is being extended with (``model.charset.extra_chars``)."""
+    characters a charset is being extended with (``model.charset.extra_chars``). ``text_mode``: ``corpus``
+    (words for ``lang`` × ``kind``) or ``random-rare`` (3-8 random characters of
+    :func:`datasets.synth_text.rare_pool`, no word context; ``lang``, ``kind`` and ``max_chars`` are unused)."""
+    if text_mode not in TEXT_MODES:
+        raise ValueError(f"text mode must be one of {TEXT_MODES}, got {text_mode!r}")
     style = _STYLES["shifted" if shift else "default"]
     text_kind = "shifted" if shift else kind
     fonts = fonts if fonts is not None else _fonts(False)
     for _ in range(50):
-        text = make_text(rng, lang, text_kind, max_chars=max_chars)
+        text = random_rare_text(rng) if text_mode == "random-rare" else make_text(rng, lang, text_kind, max_chars=max_chars)
         if insert_chars:
             text = _insert_chars(rng, text, insert_chars)
         font = _choose_font(rng, text, fonts)
@@ -429,10 +435,14 @@ def generate_rec_dataset(
     max_chars: int = 16,
     label_name: str = "label.txt",
     insert_chars: str = "",
+    text_mode: str = "corpus",
 ) -> Path:
     """Write ``num`` line crops to ``out_dir/images/`` and a PaddleOCR rec label file
-    (``images/rec_000001.jpg<TAB>text`` per line); returns the label file's path. ``insert_chars``: see
-    :func:`render_rec_line`; a character no font covers is an error (it could never be rendered)."""
+    (``images/rec_000001.jpg<TAB>text`` per line); returns the label file's path. ``insert_chars`` and
+    ``text_mode``: see :func:`render_rec_line`; a character no font covers is an error (it could never be
+    rendered), and so is an unknown text mode (before anything is written)."""
+    if text_mode not in TEXT_MODES:
+        raise ValueError(f"--text must be one of {', '.join(TEXT_MODES)}, got {text_mode!r}")
     from datasets.imageio import write_image
     from datasets.ppocr_label import write_ppocr_rec_label
 
@@ -443,7 +453,8 @@ def generate_rec_dataset(
         raise ValueError(f"--insert-chars: no font renders {', '.join(f'{c!r} (U+{ord(c):04X})' for c in uncovered)}")
     samples = []
     for i in range(num):
-        image, text = render_rec_line(_rng_for(seed, i, 1), lang, kind, shift, fonts, max_chars, insert_chars)
+        image, text = render_rec_line(_rng_for(seed, i, 1), lang, kind, shift, fonts, max_chars, insert_chars,
+                                      text_mode)
         samples.append(RecSample(write_image(out / "images" / f"rec_{i + 1:06d}.jpg", image), text))
     return write_ppocr_rec_label(samples, out / label_name, root=out)
 
@@ -475,17 +486,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ignore-prob", default=0.0, type=float, help="fraction of lines labelled don't-care")
     parser.add_argument("--insert-chars", default="", metavar="CHARS",
                         help="with --rec: 1-2 of these characters in every line (data for a charset extension)")
+    parser.add_argument("--text", default="corpus", choices=TEXT_MODES,
+                        help="with --rec: line text from the word corpus (default), or random-rare: 3-8 random "
+                             "characters from a fixed pool of 3,000 dictionary characters the corpus never uses "
+                             "(the charset-extension hard set; --lang/--kind do not apply)")
     args = parser.parse_args(argv)
     if args.num < 0:
         parser.error("--num must be >= 0")
     if args.insert_chars and not args.rec:
         parser.error("--insert-chars needs --rec (it makes recogniser lines)")
+    if args.text != "corpus" and not args.rec:
+        parser.error(f"--text {args.text} needs --rec (it makes recogniser lines)")
     start = time.perf_counter()
     try:
         if args.rec:
             try:
                 path = generate_rec_dataset(args.out, args.num, args.seed, args.lang, args.kind, args.shift,
-                                            args.system_fonts, insert_chars=args.insert_chars)
+                                            args.system_fonts, insert_chars=args.insert_chars, text_mode=args.text)
             except ValueError as exc:
                 parser.error(str(exc))
         else:

@@ -6,17 +6,27 @@ here rather than in a downloaded corpus. Every character used is in PaddleOCR's 
 
 Generators take a ``numpy.random.Generator`` and return one line of text; :func:`make_text` picks one for a
 language (``ch``, ``en``, ``mixed``) and kind (``scene``, ``invoice``, ``shifted``).
+
+A second text mode, ``random-rare`` (:func:`random_rare_text`), is the charset-extension "hard set": 3-8
+characters drawn uniformly from :func:`rare_pool`, ~3,000 dictionary characters the corpus never uses, so a
+recogniser can lean neither on word context nor on characters it has just been fine-tuned on.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
 
-__all__ = ["CH_WORDS", "EN_WORDS", "LANGS", "KINDS", "make_text", "GENERATORS"]
+__all__ = ["CH_WORDS", "EN_WORDS", "LANGS", "KINDS", "TEXT_MODES", "RARE_POOL_SIZE", "RARE_LENGTH", "make_text",
+           "GENERATORS", "corpus_chars", "rare_pool", "random_rare_text"]
 
 LANGS = ("ch", "en", "mixed")
 KINDS = ("scene", "invoice", "shifted")
+#: what a line's text is made of: the word corpus (``make_text``) or random rare characters (``random_rare_text``)
+TEXT_MODES = ("corpus", "random-rare")
+RARE_POOL_SIZE = 3000
+RARE_LENGTH = (3, 8)  # characters per random-rare line, inclusive
 
 # Common invoice / shipping / shop / street words (Simplified Chinese).
 CH_WORDS: tuple[str, ...] = tuple("""
@@ -41,6 +51,9 @@ discount member points store office hours daily fresh special sale new free limi
 
 _SURNAMES = tuple("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤")
 _GIVEN = tuple("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍鹏辉建国文红梅林斌宇浩凯")
+#: CJK words the generators below write themselves (street names, field labels, date and money units)
+_GENERATOR_WORDS = "人民 中山 解放 建设 和平 长江 黄河 南京 北京 文化 新华 光明 路 街 大道 巷 号 年 月 日 元 金额 开票日期 " \
+                   "发票号码 价税合计 收件人 运单号 税率 数量"
 _LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 _DIGITS = "0123456789"
 
@@ -192,3 +205,50 @@ def make_text(rng: np.random.Generator, lang: str = "mixed", kind: str = "scene"
         cut = text[:max_chars + 1].rfind(" ")  # prefer whole words
         text = text[:cut].strip() if cut > 0 else text[:max_chars].strip()
     return text
+
+
+# ---------------------------------------------------------------------------------------------- random-rare
+def _is_cjk_ideograph(ch: str) -> bool:
+    """CJK Unified Ideographs (U+4E00-U+9FFF): the block ppocr_keys_v1's Chinese characters live in."""
+    return len(ch) == 1 and 0x4E00 <= ord(ch) <= 0x9FFF
+
+
+def corpus_chars() -> frozenset[str]:
+    """Every CJK character the word corpus can produce (words, names, and the generators' own literals)."""
+    text = "".join(CH_WORDS) + "".join(_SURNAMES) + "".join(_GIVEN) + _GENERATOR_WORDS
+    return frozenset(ch for ch in text if _is_cjk_ideograph(ch))
+
+
+@functools.lru_cache(maxsize=1)
+def rare_pool() -> tuple[str, ...]:
+    """The fixed pool of :data:`RARE_POOL_SIZE` characters random-rare lines are drawn from.
+
+    Candidates: the CJK ideographs of ``ppocr_keys_v1`` (the PP-OCRv4 rec dict) that every bundled font face
+    renders (the Noto CJK SC faces :func:`datasets.fonts.available_fonts` gives without system fonts, so the
+    pool does not depend on what else the machine has installed) and that the word corpus never uses.
+    Selection: sorted by code point, then evenly spaced picks over the whole range. Why this way: Unicode
+    orders CJK ideographs by radical and stroke count, so even spacing spreads the pool over all radicals
+    instead of a few radical groups, and it needs no character-frequency table (nothing to download). "Rare"
+    here means rare in what the fine-tuning data shows the model: the corpus lines never contain them, so
+    the hard set measures the whole dictionary the pretrained model knew, not the few hundred characters the
+    synthetic training lines repeat.
+    """
+    from datasets.charset import Charset
+    from datasets.fonts import available_fonts
+
+    fonts = available_fonts(include_system=False)
+    excluded = corpus_chars()
+    candidates = sorted({ch for ch in Charset.default().chars if _is_cjk_ideograph(ch) and ch not in excluded
+                         and all(f.covers(ch) for f in fonts)})
+    if len(candidates) < RARE_POOL_SIZE:
+        raise ValueError(f"only {len(candidates)} dictionary characters are renderable and outside the corpus; "
+                         f"the random-rare pool needs {RARE_POOL_SIZE}")
+    step = len(candidates) / RARE_POOL_SIZE
+    return tuple(candidates[int(i * step)] for i in range(RARE_POOL_SIZE))
+
+
+def random_rare_text(rng: np.random.Generator) -> str:
+    """3-8 characters drawn uniformly (with replacement) from :func:`rare_pool`: no word context at all."""
+    pool = rare_pool()
+    n = int(rng.integers(RARE_LENGTH[0], RARE_LENGTH[1] + 1))
+    return "".join(pool[int(i)] for i in rng.integers(0, len(pool), size=n))
