@@ -83,6 +83,19 @@ def test_quant_keys_are_typed_before_anything_loads(tmp_path, overrides, message
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("task, overrides, message", [
+    ("det", ("quant=ptq_int8", "quant.fold_affine_padded=true"), "with quant.method=ptq"),
+    ("rec", ("quant=qat_int8", "quant.fold_affine_padded=true"), "is for det"),
+])
+def test_padded_affine_fold_is_refused_where_nothing_can_absorb_it(tmp_path, task, overrides, message):
+    """The approximate fold needs QAT on a detector (measured); PTQ or a recogniser gets one line and exit 2
+    before any weights load."""
+    proc = _train(task, *overrides, "model.pretrained=ppocrv4_mobile", cwd=tmp_path, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and message in lines[-1] and "Traceback" not in proc.stderr, proc.stderr
+    assert not [p for p in tmp_path.rglob("checkpoints/*")]  # nothing trained, nothing saved
+
+
 def test_every_value_of_a_sweep_is_checked_before_the_first_job(tmp_path):
     proc = _train("det", "-m", "optim.lr=1e-4,-1", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == ["config error: optim.lr=-1: must be a number > 0"]

@@ -99,6 +99,10 @@ class QuantConfig:
                                    "(post-training calibration, training/ptq.py)")
         if self.method == "ptq" and int(self.calib_batches) < 1:
             raise QuantConfigError(f"quant.calib_batches={self.calib_batches}: PTQ needs at least one batch")
+        if self.method == "ptq" and self.fold_affine_padded:
+            raise QuantConfigError("quant.fold_affine_padded=true with quant.method=ptq: the padded fold changes the "
+                                   "border ring and only training absorbs that (PTQ det hmean 0.987 -> 0.957, "
+                                   "bench/RESULTS.md section 4); use it with quant=qat_int8")
         if self.weight_quantize_type not in ("channel_wise_abs_max", "abs_max"):
             raise QuantConfigError(f"quant.weight_quantize_type={self.weight_quantize_type!r}: use "
                                    "channel_wise_abs_max (recommended) or abs_max")
@@ -583,6 +587,10 @@ def prepare_qat(model: nn.Layer, quant_cfg: Mapping[str, Any] | QuantConfig | No
     if not qcfg.enabled:
         _refuse_qat_weights_as_fp32(model_cfg.get("pretrained"))
         return None
+    if qcfg.fold_affine_padded and model_cfg.get("num_classes"):
+        raise QuantConfigError("quant.fold_affine_padded=true is for det: a recogniser's 1-3-row feature maps are "
+                               "mostly border ring, where the fold is approximate (INT8 arg-max agreement 0.325, "
+                               "bench/RESULTS.md section 4); drop it for rec")
     report, parent = load_parent(model, model_cfg.get("pretrained"), model_cfg, charset)
     qat, model = quantize_model(model, qcfg)
     return QATSession(qat=qat, config=qcfg, block=quant_block(qcfg, model, parent=parent), report=report)
