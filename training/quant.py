@@ -541,7 +541,7 @@ def load_parent(model: nn.Layer, source: str | os.PathLike | None, model_cfg: Ma
                     ", ".join(sorted({".".join(k.split(".")[:2]) for k in missing})[:6]))
     if len(missing) < len(report.fresh):
         log.info("QAT parent %s: %d tensors no inference export has (DB threshold branch, stride-2 activations "
-                 "the deploy forward skips) keep their initial values", source, len(report.fresh) - len(missing))
+                 "the deploy forward skips) start from their initial values", source, len(report.fresh) - len(missing))
     return report, record
 
 
