@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import OUT_DIR, ROOT, machine, make_console, versions, write_json
+from bench.common import OUT_DIR, ROOT, machine, make_console, run_child, versions, write_json
 
 __all__ = ["run_bench", "main"]
 
@@ -51,28 +51,20 @@ QAT_OVERRIDES = ("trainer.max_steps=60", "trainer.eval_every=60", "optim.lr=1.0e
 PTQ_CALIB_BATCHES = 32  # the preset default (conf/quant/ptq_int8.yaml), × batch 16 = 512 training lines
 
 
-def _last_json(cmd: list[str]) -> dict[str, Any]:
-    """Run a project command; its last stdout line is its JSON result."""
-    done = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:3])} … failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def _make_lines(root: Path, name: str, num: int, seed: int, chars: str = "", text: str = "corpus") -> str:
     """Render lines into ``root/name/`` and write ``root/name.txt`` with image paths relative to ``root``
     (PaddleOCR's convention: one data root, several label files); returns that label file's name."""
-    args = ["-m", "datasets.synth", "--rec", "--out", str(root / name), "--num", str(num), "--seed", str(seed),
+    args = ["--rec", "--out", str(root / name), "--num", str(num), "--seed", str(seed),
             "--lang", "ch", "--text", text]
-    label = Path(_last_json(args + (["--insert-chars", chars] if chars else []))["out"])
+    label = Path(run_child("datasets.synth", args + (["--insert-chars", chars] if chars else []))["out"])
     lines = label.read_text(encoding="utf-8").splitlines()
     (root / f"{name}.txt").write_text("".join(f"{name}/{line}\n" for line in lines), encoding="utf-8")
     return f"{name}.txt"
 
 
 def _rec(out: Path, *overrides: str) -> dict[str, Any]:
-    return _last_json(["-m", "training.rec", "+experiment=extend_charset", f"data.train.root={out}",
-                       f"data.eval.root={out}", "tracking=none", "trainer.progress_bar=false", *overrides])
+    return run_child("training.rec", ["+experiment=extend_charset", f"data.train.root={out}", f"data.eval.root={out}",
+                                      "tracking=none", "trainer.progress_bar=false", *overrides])
 
 
 def _int8_checkpoint(mode: str, out: Path, extra: str, parent: str, rel: dict[str, str]) -> tuple[str, list[str]]:
@@ -127,8 +119,8 @@ def _serve_eval(model_dir: Path, out: Path, rel: dict[str, str]) -> dict[str, di
     """The metric of record: ``python -m export.evaluate rec`` on every eval set."""
     scores = {}
     for name in EVAL_SETS:
-        res = _last_json(["-m", "export.evaluate", "rec", "--model", str(model_dir),
-                          "--data", f"ppocr-rec:{out / rel[name]}", "--root", str(out)])
+        res = run_child("export.evaluate", ["rec", "--model", str(model_dir), "--data", f"ppocr-rec:{out / rel[name]}",
+                                            "--root", str(out)])
         scores[name] = {"acc": res["acc"], "norm_edit_dis": res["norm_edit_dis"], "num_images": res["num_images"]}
     return scores
 

@@ -103,13 +103,15 @@ def child_env(overrides: Mapping[str, str | None]) -> dict[str, str]:
     return env
 
 
-def run_child(module: str, args: Sequence[str], env: Mapping[str, str], timeout: float | None = None) -> dict:
-    """Run ``python -m module args`` and return the JSON object on its last stdout line.
+def run_child(module: str, args: Sequence[str], env: Mapping[str, str] | None = None,
+              timeout: float | None = None) -> dict:
+    """Run ``python -m module args`` (in this environment unless ``env`` is given) and return the JSON object on
+    its last stdout line.
 
     A failing child raises ``RuntimeError`` with the tail of its stderr, so one broken configuration is
     reported clearly instead of as a JSON decode error."""
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=dict(env), capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=None if env is None else dict(env),
+                          capture_output=True, text=True, timeout=timeout)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     if proc.returncode != 0 or not lines:
         tail = "\n".join(proc.stderr.splitlines()[-15:])

@@ -22,21 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import OUT_DIR, ROOT, machine, make_console, versions, write_json
+from bench.common import OUT_DIR, ROOT, machine, make_console, run_child, versions, write_json
 
 __all__ = ["run_bench", "main", "rare_chars"]
 
 #: how many v5-only characters the rare-character lines draw from
 NUM_RARE = 40
 GENERATIONS = ("ppocrv4_mobile", "ppocrv5_mobile")
-
-
-def _last_json(cmd: list[str]) -> dict[str, Any]:
-    """Run a project command; its last stdout line is its JSON result."""
-    done = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:3])} … failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def rare_chars(num: int = NUM_RARE) -> str:
@@ -56,14 +48,14 @@ def make_sets(out: Path, det_num: int, rec_num: int) -> dict[str, str]:
     sets: dict[str, str] = {}
     for name, extra in (("scenes_ch", ["--lang", "ch"]), ("scenes_en", ["--lang", "en"]),
                         ("invoices", ["--lang", "mixed", "--kind", "invoice"])):
-        _last_json(["-m", "datasets.synth", "--out", str(out / name), "--num", str(det_num), "--format",
-                    "icdar2015", "--seed", "7", *extra])
+        run_child("datasets.synth", ["--out", str(out / name), "--num", str(det_num), "--format", "icdar2015",
+                                     "--seed", "7", *extra])
         sets[f"det:{name}"] = f"icdar2015:{out / name}"
     rare = rare_chars()
     for name, extra in (("lines_ch", ["--lang", "ch"]), ("lines_en", ["--lang", "en"]),
                         ("lines_rare", ["--lang", "ch", "--insert-chars", rare])):
-        result = _last_json(["-m", "datasets.synth", "--rec", "--out", str(out / name), "--num", str(rec_num),
-                             "--seed", "11", *extra])
+        result = run_child("datasets.synth", ["--rec", "--out", str(out / name), "--num", str(rec_num),
+                                              "--seed", "11", *extra])
         sets[f"rec:{name}"] = f"ppocr-rec:{result['out']}"
     return sets
 
@@ -112,8 +104,8 @@ def run_bench(out: Path, det_num: int, rec_num: int, threads: int) -> dict[str, 
     for set_name, spec in sets.items():
         task = set_name.split(":")[0]
         for gen in GENERATIONS:
-            res = _last_json(["-m", "export.evaluate", task, "--model", str(exports[f"{gen}:{task}"]),
-                              "--data", spec, "--threads", str(threads)])
+            res = run_child("export.evaluate", [task, "--model", str(exports[f"{gen}:{task}"]),
+                                                "--data", spec, "--threads", str(threads)])
             keep = ("precision", "recall", "hmean") if task == "det" else ("acc", "norm_edit_dis")
             rows.setdefault(set_name, {})[gen] = {**{k: round(float(res[k]), 4) for k in keep},
                                                   "latency_ms": round(float(res["latency_ms"]), 1)}
