@@ -51,9 +51,12 @@ discount member points store office hours daily fresh special sale new free limi
 
 _SURNAMES = tuple("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤")
 _GIVEN = tuple("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍鹏辉建国文红梅林斌宇浩凯")
-#: CJK words the generators below write themselves (street names, field labels, date and money units)
-_GENERATOR_WORDS = "人民 中山 解放 建设 和平 长江 黄河 南京 北京 文化 新华 光明 路 街 大道 巷 号 年 月 日 元 金额 开票日期 " \
-                   "发票号码 价税合计 收件人 运单号 税率 数量"
+_ROAD_NAMES = ("人民", "中山", "解放", "建设", "和平", "长江", "黄河", "南京", "北京", "文化", "新华", "光明")
+_ROAD_SUFFIXES = ("路", "街", "大道", "巷")
+#: gen_invoice_field's labels, indexed by its form draw (the order is part of the seeded output)
+_FIELD_LABELS = ("金额", "开票日期", "发票号码", "价税合计", "收件人", "运单号", "税率", "数量")
+#: the CJK units written inside the generators' format strings (house number, dates, yuan)
+_FORMAT_UNITS = "号年月日元"
 _LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 _DIGITS = "0123456789"
 
@@ -139,8 +142,8 @@ def gen_number(rng: np.random.Generator) -> str:
 
 
 def gen_street(rng: np.random.Generator) -> str:
-    road = _pick(rng, ("人民", "中山", "解放", "建设", "和平", "长江", "黄河", "南京", "北京", "文化", "新华", "光明"))
-    suffix = _pick(rng, ("路", "街", "大道", "巷"))
+    road = _pick(rng, _ROAD_NAMES)
+    suffix = _pick(rng, _ROAD_SUFFIXES)
     return f"{road}{suffix}{int(rng.integers(1, 999))}号"
 
 
@@ -150,22 +153,23 @@ def gen_name(rng: np.random.Generator) -> str:
 
 def gen_invoice_field(rng: np.random.Generator) -> str:
     colon = _pick(rng, ("：", ":", " "))
-    form = int(rng.integers(8))
+    form = int(rng.integers(len(_FIELD_LABELS)))
+    label = _FIELD_LABELS[form] + colon
     if form == 0:
-        return f"金额{colon}{gen_amount(rng)}"
+        return label + gen_amount(rng)
     if form == 1:
-        return f"开票日期{colon}{gen_date(rng)}"
+        return label + gen_date(rng)
     if form == 2:
-        return f"发票号码{colon}{_digits(rng, 8)}"
+        return label + _digits(rng, 8)
     if form == 3:
-        return f"价税合计{colon}¥{_money(rng)}"
+        return f"{label}¥{_money(rng)}"
     if form == 4:
-        return f"收件人{colon}{gen_name(rng)}"
+        return label + gen_name(rng)
     if form == 5:
-        return f"运单号{colon}{gen_code(rng)}"
+        return label + gen_code(rng)
     if form == 6:
-        return f"税率{colon}{_pick(rng, ('3%', '6%', '9%', '13%'))}"
-    return f"数量{colon}{int(rng.integers(1, 500))}"
+        return label + _pick(rng, ("3%", "6%", "9%", "13%"))
+    return f"{label}{int(rng.integers(1, 500))}"
 
 
 GENERATORS: dict[str, Gen] = {
@@ -215,7 +219,7 @@ def _is_cjk_ideograph(ch: str) -> bool:
 
 def corpus_chars() -> frozenset[str]:
     """Every CJK character the word corpus can produce (words, names, and the generators' own literals)."""
-    text = "".join(CH_WORDS) + "".join(_SURNAMES) + "".join(_GIVEN) + _GENERATOR_WORDS
+    text = "".join(CH_WORDS + _SURNAMES + _GIVEN + _ROAD_NAMES + _ROAD_SUFFIXES + _FIELD_LABELS) + _FORMAT_UNITS
     return frozenset(ch for ch in text if _is_cjk_ideograph(ch))
 
 
