@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from mlflow.tracking import MlflowClient
 
 from training.trainer import distributed as dist_utils
@@ -96,6 +97,8 @@ def test_sampler_shards_cover_the_single_process_batches():
     np.testing.assert_array_equal(dist_utils.all_reduce_sum(np.array([1.5, 2.0])), [1.5, 2.0])
 
 
+# slow (≈ 45 s: three training processes); the sharding and the launcher entry points stay in the default suite
+@pytest.mark.slow
 def test_data_parallel_two_cpu_processes_match_one_process(tmp_path):
     script = tmp_path / "dp_train.py"
     script.write_text(SCRIPT)

@@ -38,6 +38,8 @@ def _break_fc2(model) -> None:
     fc2.weight.set_value(paddle.to_tensor(weight))
 
 
+# slow (≈ 55 s: one forward per quantizable layer of the real recogniser); the CLI test below stays in the default suite
+@pytest.mark.slow
 def test_a_layer_whose_quantization_breaks_the_output_ranks_first_and_is_skipped(line_image):
     from export.int8.sensitivity import analyse, output_loss, _outputs
     from export.jit_export import load_source_model

@@ -326,6 +326,9 @@ def test_quantize_refuses_double_wrapping_and_disabled_config():
 
 
 # ------------------------------------------------------------------------------------------------ evaluation of record
+# slow (≈ 35 s); the after-training INT8 report of a det QAT run (tests/test_train_e2e.py) stays in the default
+# suite and goes through the same compare_int8_fp32
+@pytest.mark.slow
 def test_compare_int8_fp32_reports_both_sides(qat_rec, tmp_path):
     from datasets.imageio import write_image
     from datasets.ppocr_label import write_ppocr_rec_label

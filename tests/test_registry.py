@@ -50,6 +50,21 @@ def sqlite_root(tmp_path_factory):
     return tmp_path_factory.mktemp("mlflow-sqlite")
 
 
+@pytest.fixture(scope="module")
+def quick_latency_config(tmp_path_factory) -> Path:
+    """The shipped registry yaml with 3 side-by-side latency rounds instead of 9: the gates and the audit are
+    what the cycle tests; more rounds only make the median steadier (and cost ~25 s per cycle)."""
+    import yaml
+
+    from registry.config import default_config_path
+
+    data = yaml.safe_load(default_config_path().read_text(encoding="utf-8"))
+    data["gates"]["latency_rounds"] = 3
+    path = tmp_path_factory.mktemp("registry-config") / "registry.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(params=["sqlite", "server"])
 def store(request, sqlite_root, monkeypatch):
     """Tracking URI of a store; the process-wide MLflow URI and ``$MLFLOW_TRACKING_URI`` point at it."""
@@ -119,7 +134,10 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 # ---------------------------------------------------------------------------------------------- the cycle
-def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image):
+# The SQLite cycle is `slow` (≈ 90 s): the server cycle runs the same steps over HTTP (against SQLite behind
+# the server), and the lifecycle test and the tests below use SQLite stores.
+@pytest.mark.parametrize("store", [pytest.param("sqlite", marks=pytest.mark.slow), "server"], indirect=True)
+def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image, quick_latency_config):
     """register v1 → promote → register v2 (worse) → refusal (exit 2, one line) → forced promotion →
     rollback → rollback refused → history shows all; the champion serves through pyfunc; v2 as a canary
     challenger gets its share of requests and graduates."""
@@ -128,10 +146,14 @@ def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image):
     from registry.register import register_model
 
     name = _unique("ocr-det")
+
+    def run_cli(*argv: str) -> tuple[int, str, str]:
+        return _cli(capsys, "--config", str(quick_latency_config), *argv)
+
     v1_dir, v2_dir = model_dirs
     run_id = _fake_training_run(store, train_digest="train-digest-123")
 
-    code, out, err = _cli(capsys, "register", "det", "--model-dir", str(v1_dir), "--name", name,
+    code, out, err = run_cli("register", "det", "--model-dir", str(v1_dir), "--name", name,
                           "--eval-data", eval_set, "--run-id", run_id)
     assert code == 0, err
     assert json.loads(out.strip().splitlines()[-1])["version"] == "1"
@@ -144,7 +166,7 @@ def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image):
     assert v1.charset_sha256 and v1.tags["rec_bundle"].startswith("pretrained") and v1.libraries["paddlepaddle"]
     assert v1.run_id == run_id  # the version links to the training run in the UI
 
-    assert _cli(capsys, "promote", name, "1")[0] == 0
+    assert run_cli("promote", name, "1")[0] == 0
     assert client.aliases(name) == {"champion": "1"}
 
     result = register_model("det", v2_dir, name=name, eval_data=eval_set, client=client)
@@ -155,8 +177,8 @@ def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image):
 
     # refusal, through the real command line: exit 2, one line naming the gate and the numbers
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-    proc = subprocess.run([PY, "-m", "registry", "promote", name, "2"], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120)
+    proc = subprocess.run([PY, "-m", "registry", "--config", str(quick_latency_config), "promote", name, "2"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
@@ -164,21 +186,21 @@ def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image):
     assert f"{v1.metric('hmean'):.4f}" in lines[0]
     assert client.aliases(name) == {"champion": "1"}
 
-    code, _, err = _cli(capsys, "promote", name, "2", "--force")
+    code, _, err = run_cli("promote", name, "2", "--force")
     assert code == 1 and "--reason" in err  # force without a reason is an error, not a promotion
-    code, out, _ = _cli(capsys, "promote", name, "2", "--force", "--reason", "hotfix for receipts")
+    code, out, _ = run_cli("promote", name, "2", "--force", "--reason", "hotfix for receipts")
     assert code == 0 and "FORCED" in out
     assert client.aliases(name) == {"champion": "2", "previous-champion": "1"}
 
-    code, out, _ = _cli(capsys, "compare", name, "1", "2")
+    code, out, _ = run_cli("compare", name, "1", "2")
     assert code == 0 and "metric hmean" in out and "postprocess box_thresh" in out and "latency_ms" in out
 
-    assert _cli(capsys, "rollback", name)[0] == 0
+    assert run_cli("rollback", name)[0] == 0
     assert client.aliases(name) == {"champion": "1"}
-    code, _, err = _cli(capsys, "rollback", name)
+    code, _, err = run_cli("rollback", name)
     assert code == 2 and "no previous champion" in err and len(err.strip().splitlines()) == 1
 
-    code, out, _ = _cli(capsys, "history", name, "--json")
+    code, out, _ = run_cli("history", name, "--json")
     events = [json.loads(line) for line in out.strip().splitlines()]
     assert [(e["action"], e["outcome"], e["from_version"], e["to_version"]) for e in events] == [
         ("promote", "done", None, "1"),
@@ -190,10 +212,10 @@ def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image):
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
     assert events[2]["forced"] and events[2]["reason"] == "hotfix for receipts"
     assert not events[1]["gates"]["passed"] and all(e["who"].startswith("pytest@") for e in events)
-    code, out, _ = _cli(capsys, "history", name)
+    code, out, _ = run_cli("history", name)
     assert code == 0 and "hotfix for receipts" in out
-    assert _cli(capsys, "show", name)[0] == 0 and _cli(capsys, "show", name, "@champion")[0] == 0
-    code, out, _ = _cli(capsys, "list")
+    assert run_cli("show", name)[0] == 0 and run_cli("show", name, "@champion")[0] == 0
+    code, out, _ = run_cli("list")
     assert code == 0 and name in out
 
     # the champion, loaded by alias, reads a rendered page (Noto Sans CJK, face 2)
@@ -209,7 +231,7 @@ def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image):
     # canary: v2 as challenger (only the charset gate blocks a canary), half the traffic routed to it
     from registry.canary import summarize
 
-    assert _cli(capsys, "promote", name, "2", "--as", "challenger")[0] == 0
+    assert run_cli("promote", name, "2", "--as", "challenger")[0] == 0
     assert client.aliases(name) == {"champion": "1", "challenger": "2"}
     log = tmp_path / "canary.jsonl"
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion", model_config={
@@ -221,10 +243,10 @@ def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image):
     assert set(versions) == {"1", "2"}, versions  # seeded draw: both answer
     summary = summarize(log)
     assert summary["1"]["requests"] + summary["2"]["requests"] == 8 and summary["2"]["routes"] == ["challenger"]
-    code, out, _ = _cli(capsys, "compare", name, "@champion", "@challenger", "--canary-log", str(log))
+    code, out, _ = run_cli("compare", name, "@champion", "@challenger", "--canary-log", str(log))
     assert code == 0 and "canary requests" in out
     # the canary graduates: its alias goes, the old champion stays reachable
-    assert _cli(capsys, "promote", name, "2", "--force", "--reason", "canary looked fine")[0] == 0
+    assert run_cli("promote", name, "2", "--force", "--reason", "canary looked fine")[0] == 0
     assert client.aliases(name) == {"champion": "2", "previous-champion": "1"}
     assert len(AuditLog(client, name).events()) == 7
 
