@@ -154,7 +154,7 @@ def test_full_cycle(store, tmp_path, capsys, eval_set, model_dirs, page_image, q
     run_id = _fake_training_run(store, train_digest="train-digest-123")
 
     code, out, err = run_cli("register", "det", "--model-dir", str(v1_dir), "--name", name,
-                          "--eval-data", eval_set, "--run-id", run_id)
+                             "--eval-data", eval_set, "--run-id", run_id)
     assert code == 0, err
     assert json.loads(out.strip().splitlines()[-1])["version"] == "1"
     client = RegistryClient(store)
