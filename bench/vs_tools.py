@@ -103,7 +103,7 @@ class Sample:
 
 
 # ------------------------------------------------------------------------------------------------ data
-def _tight(image: np.ndarray, margin: int, rng: np.random.Generator) -> np.ndarray:
+def _tight(image: np.ndarray, margin: int) -> np.ndarray:
     """Trim a line crop to ``margin`` px around its ink (Otsu on the grey image; the darker or the minority
     side is the ink), so the text nearly touches the border as in a tight user crop."""
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
@@ -143,7 +143,7 @@ def make_images(cls: str, num: int, seed: int = 11) -> Iterator[Sample]:
             lang = ("mixed", "ch", "en")[i % 3]
             image, text = render_rec_line(rng, lang, ("scene", "invoice")[i % 2], max_chars=4 if cls == "word" else 16)
             if cls == "tight":
-                image = _tight(image, int(rng.integers(1, 3)), rng)
+                image = _tight(image, int(rng.integers(1, 3)))
             yield Sample(image, text=text)
     else:
         raise ValueError(f"unknown class {cls!r}: use one of {', '.join(CLASSES)}")
@@ -351,7 +351,8 @@ def print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"OCR pipelines head to head — {report['threads']} threads, load {report['machine']['load_1min']}")
+    load = report["machine"]["load_1min"]
+    table = Table(title=f"OCR pipelines head to head — {report['threads']} threads, load {load}")
     for col in ("class", "tool", "P", "R", "hmean", "line/exact acc", "1-NED", "ms median"):
         table.add_column(col, justify="left" if col in ("class", "tool") else "right")
 
@@ -382,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--quick", action="store_true", help="2 images per class, ours + rapidocr, no warm-up")
-    ap.add_argument("--json", type=Path, default=None, help="write the report here (default outputs/bench/vs_tools.json)")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="write the report here (default outputs/bench/vs_tools.json)")
     args = ap.parse_args(argv)
     if args.num < 1:
         ap.error(f"--num {args.num}: must be at least 1")
@@ -396,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                      log=lambda s: print(s, file=sys.stderr, flush=True))
     report = {"bench": "vs_tools", "classes": {c: CLASSES[c] for c in classes},
               "tools": {t.name: t.params for t in built}, "threads": args.threads, "num": args.num,
-              "seed": args.seed, "machine": machine(), "versions": versions(("rapidocr-paddle", "unstructured-paddleocr")),
+              "seed": args.seed, "machine": machine(),
+              "versions": versions(("rapidocr-paddle", "unstructured-paddleocr")),
               "rows": rows}
     path = write_json(report, args.json, "vs_tools.json")
     print_table(report)
