@@ -22,7 +22,9 @@ Data, all from the project's synthetic generator (:mod:`datasets.synth`, nothing
 * ``small``    — 300×430 "photos" shrunk ×1/2 and ×1/3 (:data:`bench.resize_policy.SIZE_CLASSES`);
 * ``line``     — rec line crops (``datasets.synth --rec``: loose margins, up to 16 characters) fed as whole images;
 * ``word``     — short crops (up to 4 characters: single words, codes, short numbers);
-* ``tight``    — line crops trimmed to 1–2 px around the ink.
+* ``tight``    — line crops trimmed to 1–2 px around the ink;
+* ``tiny``     — 200×287 photos (600×860 renders shrunk ×1/3): short side below 245 px, where an upscale cap of 3×
+  would bind on a full image.
 
 Metrics per tool and class: on full images det P/R/hmean (ICDAR2015 protocol, IoU 0.5, the detector's boxes before
 the score drop: :class:`training.metrics.det_icdar.DetMetric`) and line accuracy (a labelled line read exactly by a
@@ -62,6 +64,7 @@ CLASSES: dict[str, str] = {
     "line": "rec line crops (<=16 chars, loose margins) as whole images",
     "word": "short crops (<=4 chars) as whole images",
     "tight": "line crops trimmed to 1-2 px around the ink",
+    "tiny": "200x287 photos (scene/document 600x860 shrunk x1/3)",
 }
 CROP_CLASSES = ("line", "word", "tight")
 
@@ -137,6 +140,11 @@ def make_images(cls: str, num: int, seed: int = 11) -> Iterator[Sample]:
         for gen in halves:
             for image, instances in gen:
                 yield Sample(image, instances)
+    elif cls == "tiny":
+        from bench.resize_policy import SizeClass, make_class
+
+        for image, instances in make_class(SizeClass((600, 860), ("scene", "invoice"), 1 / 3), num, base):
+            yield Sample(image, instances)
     elif cls in CROP_CLASSES:
         for i in range(num):
             rng = np.random.default_rng([base, i])
