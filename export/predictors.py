@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from datasets.charset import Charset
-from datasets.resize import det_preprocess, effective_max_side_limit, rec_resize_norm
+from datasets.resize import det_preprocess, effective_max_side_limit, effective_max_upscale, rec_resize_norm
 from export.engine import RuntimeOptions, create_engine
 from export.inference_yml import DET_POST_DEFAULTS, InferenceSpec, read_inference_yml
 from export.pretrained import pretrained_model_dir
@@ -71,17 +71,21 @@ class DetPredictor:
 
     ``post_cfg`` overrides the post-process parameters from ``inference.yml`` (PaddleOCR's serving defaults for
     directories without one); ``limit_side_len``/``limit_type``/``max_side_limit`` likewise override the yml's
-    ``DetResizeForTest`` (``max_side_limit`` 0 = no cap; unset, :func:`datasets.resize.effective_max_side_limit`)."""
+    ``DetResizeForTest`` (``max_side_limit`` 0 = no cap; unset, :func:`datasets.resize.effective_max_side_limit`),
+    and ``max_upscale`` the yml's enlargement bound (0 = none; unset, :func:`datasets.resize.effective_max_upscale`)."""
 
     def __init__(self, model_dir: PathLike | None = None, post_cfg: Mapping[str, Any] | None = None,
                  limit_side_len: int | None = None, limit_type: str | None = None,
                  runtime_opts: RuntimeOptions | Mapping[str, Any] | None = None,
-                 max_side_limit: int | None = None) -> None:
+                 max_side_limit: int | None = None, max_upscale: float | None = None) -> None:
         self.model_dir, self.spec = _resolve(model_dir, "det")
         self.limit_side_len = int(limit_side_len or self.spec.pre["limit_side_len"])
         self.limit_type = str(limit_type or self.spec.pre["limit_type"])
         cap = self.spec.pre.get("max_side_limit") if max_side_limit is None else max_side_limit
-        self.max_side_limit = effective_max_side_limit(self.limit_type, cap)
+        # resolved here, stored as 0 when there is none: None would mean "the policy's default" again downstream
+        self.max_side_limit = effective_max_side_limit(self.limit_type, cap) or 0
+        upscale = self.spec.pre.get("max_upscale") if max_upscale is None else max_upscale
+        self.max_upscale = effective_max_upscale(self.limit_type, upscale) or 0
         post = {**DET_POST_DEFAULTS, **self.spec.post, **dict(post_cfg or {})}
         self.postprocess = DBPostProcess(**{k: post[k] for k in DET_POST_DEFAULTS})
         self.engine = create_engine(self.model_dir, _runtime_opts(runtime_opts))
@@ -89,11 +93,11 @@ class DetPredictor:
     def params(self) -> dict[str, Any]:
         """Pre- and post-process parameters, reported beside every metric."""
         return {"limit_side_len": self.limit_side_len, "limit_type": self.limit_type,
-                "max_side_limit": self.max_side_limit, **self.postprocess.params()}
+                "max_side_limit": self.max_side_limit, "max_upscale": self.max_upscale, **self.postprocess.params()}
 
     def prob_map(self, image: np.ndarray) -> np.ndarray:
         """The network's text probability map (H'×W', at the resized input's resolution)."""
-        batch, _ = det_preprocess(image, self.limit_side_len, self.limit_type, self.max_side_limit)
+        batch, _ = det_preprocess(image, self.limit_side_len, self.limit_type, self.max_side_limit, self.max_upscale)
         return self.engine.run(batch)[0][0, 0]
 
     def predict(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
@@ -101,7 +105,8 @@ class DetPredictor:
         post-process's order (use :func:`export.reading_order.sorted_boxes` for reading order)."""
         if image is None or image.size == 0:
             raise ValueError("empty image")
-        batch, (src_h, src_w, _, _) = det_preprocess(image, self.limit_side_len, self.limit_type, self.max_side_limit)
+        batch, (src_h, src_w, _, _) = det_preprocess(image, self.limit_side_len, self.limit_type, self.max_side_limit,
+                                                     self.max_upscale)
         prob = self.engine.run(batch)[0][0, 0]
         return filter_det_boxes(self.postprocess(prob, (src_h, src_w)), src_h, src_w, self.postprocess.box_type)
 

@@ -143,6 +143,35 @@ def test_cli_max_pixels(images):
     assert json.loads(res.stdout.splitlines()[0])["error"]["code"] == IMAGE_TOO_LARGE
 
 
+def _crops(num: int) -> list[tuple[np.ndarray, str]]:
+    """Word and line crops from the synthetic generator (scene and invoice styles, zh/en/mixed), as whole images."""
+    from datasets.synth import render_rec_line
+
+    return [render_rec_line(np.random.default_rng([5, i]), ("mixed", "ch", "en")[i % 3], ("scene", "invoice")[i % 2],
+                            max_chars=4 if i % 2 else 16) for i in range(num)]
+
+
+def test_word_and_line_crops_read_as_one_line(ocr, tmp_path):
+    """A crop fed as a whole image is enlarged at most ×4 (``max_upscale``): it comes back as one result reading
+    its text. Without the bound (×10–25 here) the detector splits some of the same crops into pieces."""
+    crops = _crops(12)
+    texts = [[r["text"] for r in ocr.predict_image(image)] for image, _ in crops]
+    assert all(len(t) == 1 for t in texts), texts
+    exact = sum(norm(t[0]) == norm(label) for t, (_, label) in zip(texts, crops))
+    assert exact >= 11, list(zip(texts, [label for _, label in crops]))
+    unbounded = OCRPipeline(max_upscale=0, runtime_opts={"num_threads": 2})
+    assert unbounded.det.params()["max_upscale"] == 0 and ocr.det.params()["max_upscale"] == 4.0
+    assert any(len(unbounded.predict_image(image)) > 1 for image, _ in crops)
+    # the command line serves the same bound, and takes another
+    path = tmp_path / "crop.png"
+    cv2.imwrite(str(path), crops[0][0])
+    res = _run_cli(str(path), "--threads", "2")
+    assert res.returncode == 0, res.stderr
+    assert [norm(r["text"]) for r in json.loads(res.stdout.splitlines()[0])["results"]] == [norm(crops[0][1])]
+    bad = _run_cli(str(path), "--max-upscale", "0.5")
+    assert bad.returncode == 2 and "--max-upscale 0.5: must be >= 1" in bad.stderr
+
+
 def test_identical_to_paddleocr_text_system(tmp_path):
     """Same boxes, texts and order as PaddleOCR 2.10's own ``TextSystem`` (tools/infer/predict_system.py from
     unstructured-paddleocr) on the same PP-OCRv4 files: what users compare us against."""

@@ -120,6 +120,8 @@ SCHEMA: dict[str, Spec] = {
     # long-side cap after the policy; null = the policy's default (datasets.resize.effective_max_side_limit). Not 0:
     # PaddleOCR 3.x / PaddleX read the same key from inference.yml and a 0 cap would shrink every image to nothing
     "eval_resize.max_side_limit": _int(32, nullable=True),
+    # largest enlargement of the short-side rule; null = the policy's default (datasets.resize.effective_max_upscale)
+    "eval_resize.max_upscale": _num(1, nullable=True),
     "quant.fold_affine": _BOOL,
     "quant.fold_affine_padded": _BOOL,
     "quant.compact": _BOOL,

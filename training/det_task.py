@@ -50,7 +50,7 @@ class DetTask(Task):
         cfg = self.cfg
         return DetEvaluator(eval_data.samples, OmegaConf.to_container(cfg.postprocess, resolve=True),
                             cfg.eval_resize.limit_side_len, cfg.eval_resize.limit_type,
-                            cfg.eval_resize.get("max_side_limit"))
+                            cfg.eval_resize.get("max_side_limit"), cfg.eval_resize.get("max_upscale"))
 
     def train_loader(self, train_data: Any) -> Any:
         from datasets.loaders import DetTrainDataset, build_loader
@@ -90,7 +90,8 @@ class DetTask(Task):
         cfg = self.cfg
         return {"post_params": OmegaConf.to_container(cfg.postprocess, resolve=True),
                 "limit_side_len": int(cfg.eval_resize.limit_side_len), "limit_type": str(cfg.eval_resize.limit_type),
-                "max_side_limit": cfg.eval_resize.get("max_side_limit")}
+                "max_side_limit": cfg.eval_resize.get("max_side_limit"),
+                "max_upscale": cfg.eval_resize.get("max_upscale")}
 
     def pictures(self, model: Any, tracker: Any, evaluator: Any, limit: int = 4) -> None:
         """A few eval images with predicted (red) and true (green) polygons, as MLflow image artifacts."""
@@ -102,7 +103,7 @@ class DetTask(Task):
         for i, sample in enumerate(evaluator.samples[:limit]):
             image = read_image(sample.image_path)
             preds = det_predict(model, image, evaluator.post, evaluator.limit_side_len, evaluator.limit_type,
-                                evaluator.max_side_limit)
+                                evaluator.max_side_limit, evaluator.max_upscale)
             canvas = draw_detections(image, preds, [inst.points for inst in sample.instances],
                                      [inst.ignore for inst in sample.instances])
             tracker.log_image(np.ascontiguousarray(canvas[:, :, ::-1]),

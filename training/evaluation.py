@@ -24,10 +24,11 @@ __all__ = ["DetEvaluator", "RecEvaluator", "det_predict", "rec_predict", "rec_li
 
 
 def det_predict(model, image: np.ndarray, post: DBPostProcess, limit_side_len: int, limit_type: str,
-                max_side_limit: int | None = None):
+                max_side_limit: int | None = None, max_upscale: float | None = None):
     """Detections (points, score) of one BGR image, in its own pixel coordinates — the serving post-process,
-    final box filter included. ``max_side_limit``: the long-side cap (None = the policy's default)."""
-    batch, (src_h, src_w, _, _) = det_preprocess(image, limit_side_len, limit_type, max_side_limit)
+    final box filter included. ``max_side_limit``: the long-side cap, ``max_upscale``: the enlargement bound
+    (None = the policy's defaults)."""
+    batch, (src_h, src_w, _, _) = det_preprocess(image, limit_side_len, limit_type, max_side_limit, max_upscale)
     with paddle.no_grad():
         prob = model(paddle.to_tensor(batch))["maps"].numpy()[0, 0]
     return filter_det_boxes(post(prob, (src_h, src_w)), src_h, src_w, post.box_type)
@@ -76,11 +77,12 @@ class DetEvaluator:
     """``eval_fn`` for the detector: ICDAR2015 protocol on ``samples``."""
 
     def __init__(self, samples: Sequence[DetSample], post_cfg: Mapping[str, Any], limit_side_len: int = 960,
-                 limit_type: str = "max", max_side_limit: int | None = None):
+                 limit_type: str = "max", max_side_limit: int | None = None, max_upscale: float | None = None):
         self.samples = list(samples)
         self.post = DBPostProcess(**dict(post_cfg))
         self.limit_side_len, self.limit_type = int(limit_side_len), limit_type
         self.max_side_limit = None if max_side_limit is None else int(max_side_limit)
+        self.max_upscale = None if max_upscale is None else float(max_upscale)
         self.last_predictions: list[tuple[DetSample, list]] = []
 
     def evaluate(self, model, rank: int = 0, world: int = 1) -> DetMetric:
@@ -88,7 +90,7 @@ class DetEvaluator:
         self.last_predictions = []
         for sample in _shard(self.samples, rank, world):
             preds = det_predict(model, read_image(sample.image_path), self.post, self.limit_side_len, self.limit_type,
-                                self.max_side_limit)
+                                self.max_side_limit, self.max_upscale)
             metric.update([p for p, _ in preds], [i.points for i in sample.instances], [i.ignore for i in sample.instances])
             self.last_predictions.append((sample, preds))
         return metric

@@ -314,7 +314,7 @@ def _known_harmless_save_messages():
 def export_qat_checkpoint(task: str, checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *,
                           post_params: Mapping[str, Any] | None = None, limit_side_len: int = 736,
                           limit_type: str = "min", num_threads: int | None = None,
-                          max_side_limit: int | None = None) -> dict[str, Any]:
+                          max_side_limit: int | None = None, max_upscale: float | None = None) -> dict[str, Any]:
     """QAT checkpoint → INT8 inference directory with ``inference.yml`` (serving pre/post-process, charset,
     ``quantization`` section) and ``parity.json`` (dygraph QAT vs oneDNN INT8).
 
@@ -339,7 +339,7 @@ def export_qat_checkpoint(task: str, checkpoint: str | os.PathLike, out_dir: str
     if task == "det":
         write_inference_yml(out_dir, "det", model_name=f"{model_cfg.get('arch')}_int8", post_params=post_params,
                             limit_side_len=limit_side_len, limit_type=limit_type, max_side_limit=max_side_limit,
-                            extra=extra)
+                            max_upscale=max_upscale, extra=extra)
     else:
         min_width = int(((model_cfg.get("input") or {}).get("min_width")) or 320)
         write_inference_yml(out_dir, "rec", model_name=f"{model_cfg.get('arch')}_int8", charset=charset,
