@@ -28,6 +28,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     return json.loads(done.stdout.strip().splitlines()[-1]), json.loads(out.read_text())
 
 
+@pytest.mark.slow  # ~20-40 s: two pipelines on real models; the bench is a dev tool
 def test_quick_report_has_a_row_per_tool_and_class(quick: tuple[dict, dict]) -> None:
     report, written = quick
     assert written["rows"] == report["rows"]
@@ -37,6 +38,7 @@ def test_quick_report_has_a_row_per_tool_and_class(quick: tuple[dict, dict]) -> 
     assert report["tools"]["ours"]["det"]["box_thresh"] == 0.6
 
 
+@pytest.mark.slow  # ~20-40 s: two pipelines on real models; the bench is a dev tool
 def test_quick_metrics_are_real(quick: tuple[dict, dict]) -> None:
     rows = {(r["class"], r["tool"]): r for r in quick[0]["rows"]}
     for (cls, _), r in rows.items():
