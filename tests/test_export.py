@@ -66,7 +66,7 @@ def test_onnx_parity(exported, task):
 def test_inference_yml_of_exports(exported):
     det = read_inference_yml(exported["det"])
     assert det.task == "det" and det.model_name == "PP-OCRv4_mobile_det"
-    assert det.pre == {"limit_side_len": 736, "limit_type": "min", "max_side_limit": 2048}
+    assert det.pre == {"limit_side_len": 736, "limit_type": "min", "max_side_limit": 2048, "max_upscale": 4.0}
     assert det.post["box_thresh"] == 0.6
     rec = read_inference_yml(exported["rec"])
     assert rec.task == "rec" and rec.model_name == "PP-OCRv4_mobile_rec"
@@ -86,7 +86,8 @@ def test_inference_yml_round_trip(tmp_path):
                         limit_side_len=1280, limit_type="min")
     det = read_inference_yml(tmp_path / "d")
     assert det.post["box_thresh"] == 0.5 and det.post["unclip_ratio"] == 2.0 and det.post["thresh"] == 0.3
-    assert det.pre == {"limit_side_len": 1280, "limit_type": "min", "max_side_limit": 2048}  # a min policy writes its cap
+    assert det.pre == {"limit_side_len": 1280, "limit_type": "min", "max_side_limit": 2048,  # a min policy writes its cap
+                       "max_upscale": 4.0}                                                     # and its bound
     with pytest.raises(InferenceYmlError, match="det model"):
         read_inference_yml(tmp_path / "d", "rec")
 
