@@ -152,8 +152,8 @@ def _pipelines(det_dirs: dict[str, Path | None], threads: int, policies: list[st
     for model, det_dir in det_dirs.items():
         for name in policies:
             side, ltype, cap = POLICIES[name]
-            pipe = OCRPipeline(det_dir, limit_side_len=side, limit_type=ltype, runtime_opts={"num_threads": threads})
-            pipe.det.max_side_limit = cap  # 0 = explicitly no cap (unset, a min policy would get the default cap)
+            pipe = OCRPipeline(det_dir, limit_side_len=side, limit_type=ltype, max_side_limit=cap,  # 0 = no cap
+                               runtime_opts={"num_threads": threads})
             pipe.det = _TimedDet(pipe.det)
             if shared_rec is None:
                 shared_rec = pipe.rec

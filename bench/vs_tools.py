@@ -196,15 +196,12 @@ def _letterbox_rule(h: int, w: int, min_height: int = 30, ratio: float = 8.0) ->
     return 0
 
 
-def _ours(name: str, threads: int, letterbox: bool = False, max_side_limit: int | None = None,
-          **kwargs: Any) -> Tool:
-    """Our pipeline with ``kwargs`` for :class:`OCRPipeline`; ``max_side_limit`` is set on its detector (no
-    pipeline kwarg), and ``letterbox`` pads the image first as RapidOCR does (:func:`_letterbox_rule`)."""
+def _ours(name: str, threads: int, letterbox: bool = False, **kwargs: Any) -> Tool:
+    """Our pipeline with ``kwargs`` for :class:`OCRPipeline`; ``letterbox`` pads the image first as RapidOCR does
+    (:func:`_letterbox_rule`)."""
     from export.pipeline import OCRPipeline
 
     pipe = OCRPipeline(runtime_opts={"num_threads": threads}, **kwargs)
-    if max_side_limit is not None:
-        pipe.det.max_side_limit = max_side_limit
     rec = _DetRecorder(pipe.det.predict, lambda out: [b for b, _ in out])
     pipe.det.predict = rec  # instance attribute: the pipeline calls self.det.predict
 

@@ -37,8 +37,8 @@ class OCRPipeline:
     """det → crop → optional cls → rec on Paddle Inference.
 
     ``det_dir``/``rec_dir`` default to the pretrained PP-OCRv4 models; the classifier runs when ``cls_dir`` is
-    given or ``use_cls`` is true (then the pretrained mobile v2 cls). ``limit_side_len``/``limit_type``/``max_upscale``
-    override the det model's resize policy (its ``inference.yml``). ``runtime_opts`` (a
+    given or ``use_cls`` is true (then the pretrained mobile v2 cls). ``limit_side_len``/``limit_type``/``max_side_limit``/
+    ``max_upscale`` override the det model's resize policy (its ``inference.yml``; 0 = no cap / no bound). ``runtime_opts`` (a
     :class:`RuntimeOptions` or a mapping of its fields) applies to all three models; ``image_check`` configures
     the bad-image pre-check of :meth:`predict_paths`."""
 
@@ -47,9 +47,11 @@ class OCRPipeline:
                  det_post: Mapping[str, Any] | None = None, limit_side_len: int | None = None,
                  limit_type: str | None = None, rec_batch_size: int = 6, cls_thresh: float | None = None,
                  line_tol: float = 10.0, runtime_opts: RuntimeOptions | Mapping[str, Any] | None = None,
-                 image_check: ImageCheckConfig | None = None, max_upscale: float | None = None) -> None:
+                 image_check: ImageCheckConfig | None = None, max_side_limit: int | None = None,
+                 max_upscale: float | None = None) -> None:
         runtime_opts = runtime_opts if isinstance(runtime_opts, RuntimeOptions) else RuntimeOptions.from_mapping(runtime_opts)
-        self.det = DetPredictor(det_dir, det_post, limit_side_len, limit_type, runtime_opts, max_upscale=max_upscale)
+        self.det = DetPredictor(det_dir, det_post, limit_side_len, limit_type, runtime_opts,
+                                max_side_limit=max_side_limit, max_upscale=max_upscale)
         self.rec = RecPredictor(rec_dir, batch_size=rec_batch_size, runtime_opts=runtime_opts)
         self.cls = ClsPredictor(cls_dir, cls_thresh, runtime_opts=runtime_opts) if (cls_dir or use_cls) else None
         self.drop_score = float(drop_score)
